@@ -1,0 +1,52 @@
+# The README's commands. Every target that builds first makes sure the dependencies are in
+# place (scripts/install-deps is idempotent and quick when nothing is missing).
+SHELL := /bin/bash
+JOBS ?= $(shell nproc)
+SOURCES = $(shell git ls-files '*.cpp' '*.hpp' 2>/dev/null || find daemon tests bench -name '*.[ch]pp')
+
+.PHONY: deps build test unit asan tsan release demo format format-check bench clean
+
+deps:
+	./scripts/install-deps
+
+build: deps
+	cmake --preset dev >/dev/null
+	cmake --build --preset dev -j $(JOBS)
+
+# Every test: unit and integration, real binaries, real TLS on loopback; plus formatting.
+test: build format-check
+	ctest --preset dev -j $(JOBS)
+
+unit: build
+	ctest --preset dev -j $(JOBS) -L unit
+
+asan: deps
+	cmake --preset asan >/dev/null
+	cmake --build --preset asan -j $(JOBS)
+	ctest --preset asan -j $(JOBS)
+
+tsan: deps
+	cmake --preset tsan >/dev/null
+	cmake --build --preset tsan -j $(JOBS)
+	ctest --preset tsan -j $(JOBS) -L threads
+
+release: deps
+	cmake --preset release >/dev/null
+	cmake --build --preset release -j $(JOBS)
+
+# The main job: the daemon against the built-in fake API with a demo drop folder
+# (or the real API when NEBIUS_API_KEY is set).
+demo: release
+	./scripts/demo
+
+format:
+	clang-format -i $(SOURCES)
+
+format-check: deps
+	clang-format --dry-run -Werror $(SOURCES)
+
+bench: release
+	./bench/run-all
+
+clean:
+	rm -rf build

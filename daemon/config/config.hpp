@@ -1,0 +1,78 @@
+#pragma once
+
+#include "common/duration.hpp"
+#include "common/logging.hpp"
+
+#include <cstdint>
+#include <filesystem>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace modeldrop::config {
+
+// Every key of CONTRACT §3 with its default. Built only by load_config, then never changed:
+// a reload builds a new Config.
+
+struct ApiConfig {
+  std::string base_url = "https://api.tokenfactory.nebius.com";
+  std::optional<std::filesystem::path> token_file;
+  std::optional<std::string> project_id;
+  std::optional<std::filesystem::path> ca_file;
+  std::optional<std::string> proxy;
+  Duration connect_timeout = std::chrono::seconds(10);
+  Duration idle_timeout = std::chrono::seconds(60);
+};
+
+struct UploadConfig {
+  int sessions = 4;
+  std::uint64_t max_bytes_per_second = 0;  // 0 = unlimited
+  bool dedupe = true;
+};
+
+struct RetryConfig {
+  Duration initial_backoff = std::chrono::seconds(2);
+  Duration max_backoff = std::chrono::minutes(15);
+  int max_attempts = 0;                             // 0 = no cap
+  Duration give_up_after = std::chrono::hours(72);  // 0 = no cap
+};
+
+enum class SuccessAction { move, keep, remove };
+enum class FailureAction { move, keep };
+
+struct WatchConfig {
+  std::filesystem::path path;             // absolute, normalised
+  std::optional<std::string> project_id;  // already resolved: the watch's own or api.project_id
+  std::vector<std::string> patterns = {"*.zip", "*.tar", "*.tar.gz", "*.tgz"};
+  bool recursive = false;
+  Duration settle = std::chrono::seconds(2);
+  SuccessAction on_success = SuccessAction::move;
+  FailureAction on_failure = FailureAction::move;
+  std::filesystem::path done_dir;    // absolute; default <path>/done
+  std::filesystem::path failed_dir;  // absolute; default <path>/failed
+};
+
+struct LogConfig {
+  LogLevel level = LogLevel::info;
+  LogFormat format = LogFormat::text;
+};
+
+struct Config {
+  std::filesystem::path source;  // the file as named on the command line
+  ApiConfig api;
+  UploadConfig upload;
+  RetryConfig retry;
+  std::filesystem::path database = "/var/lib/modeldrop/jobs.db";
+  std::vector<WatchConfig> watch;
+  LogConfig log;
+};
+
+inline constexpr const char* kDefaultConfigPath = "/etc/modeldrop/modeldrop.yaml";
+
+// --config, else $MODELDROP_CONFIG, else the default path (CONTRACT §2).
+std::filesystem::path config_path_from(const std::optional<std::string>& flag);
+
+std::string_view to_string(SuccessAction action);
+std::string_view to_string(FailureAction action);
+
+}  // namespace modeldrop::config
