@@ -1,0 +1,116 @@
+#pragma once
+
+// A faithful fake of the Nebius Token Factory upload API (../shared/api/upload-openapi.yaml):
+// a real HTTPS server on loopback with scriptable faults. Used in-process by tests and, as
+// the `modeldrop-fake-api` executable, by the demo, the benchmarks and the systemd test.
+
+#include <chrono>
+#include <cstdint>
+#include <filesystem>
+#include <memory>
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>
+
+namespace modeldrop::test {
+
+// A throwaway PKI generated with OpenSSL at test time: a CA, a server certificate for
+// localhost/127.0.0.1/::1 signed by it, a certificate for another host name, and a second
+// CA nobody trusts (with its own "localhost" certificate).
+struct TestPki {
+  std::filesystem::path ca_cert;              // trust this via api.ca_file
+  std::filesystem::path server_cert;          // SAN: DNS localhost, IP 127.0.0.1, IP ::1
+  std::filesystem::path server_key;
+  std::filesystem::path wrong_host_cert;      // SAN: DNS wrong.example, signed by ca_cert
+  std::filesystem::path wrong_host_key;
+  std::filesystem::path untrusted_ca_cert;    // a CA not in any trust store
+  std::filesystem::path untrusted_server_cert;  // SAN like server_cert, signed by untrusted_ca_cert
+  std::filesystem::path untrusted_server_key;
+
+  // Writes every file into `dir` (created if missing). Throws on failure.
+  static TestPki generate(const std::filesystem::path& dir);
+};
+
+enum class FaultKind {
+  none,
+  status,              // answer `status` with `headers` and `body` after reading the whole request
+  early_status,        // answer before reading the body, then a lingering close (as nginx does)
+  reset_after_bytes,   // RST the connection after `after_bytes` body bytes were read
+  reset_after_body,    // read the whole body, then RST without answering
+  stall,               // read the whole body, then say nothing for `stall_for` (then close)
+  throttle,            // read the body at `bytes_per_second`, then answer normally
+  malformed_json,      // 200 with a body that is not an OpenAIFile
+  oversized_response,  // 200 with a `oversized_bytes` JSON body
+};
+
+struct Fault {
+  FaultKind kind = FaultKind::none;
+  int status = 500;
+  std::vector<std::pair<std::string, std::string>> headers;  // e.g. {"Retry-After", "3"}
+  std::string body;                                          // for status/early_status
+  std::uint64_t after_bytes = 0;
+  std::uint64_t bytes_per_second = 0;
+  std::chrono::milliseconds stall_for{std::chrono::seconds(30)};
+  std::uint64_t oversized_bytes = 64ull << 20;
+};
+
+// One stored upload, as the server decoded it.
+struct ReceivedFile {
+  std::string id;  // "file-<uuid>"
+  std::string filename;
+  std::optional<std::string> project_id;
+  std::uint64_t bytes = 0;
+  std::string sha256;        // lowercase hex; empty in sink mode
+  std::string content_type;  // of the part
+  std::int64_t created_at = 0;
+};
+
+// Every request seen, whatever its outcome.
+struct RequestRecord {
+  std::string method;
+  std::string target;
+  std::optional<std::string> authorization;  // the raw header, if sent
+  std::optional<std::string> user_agent;
+  std::uint64_t body_bytes_read = 0;
+  int status = 0;                  // 0 when no answer was sent (reset, stall)
+  FaultKind fault = FaultKind::none;
+  std::uint64_t connection_id = 0;  // same id = same TCP connection (keep-alive)
+};
+
+struct FakeApiOptions {
+  std::string token = "test-token";  // Bearer token accepted; others get 401, none 403
+  bool sink_mode = false;             // no hashing, no storing of content: benchmark speed
+  std::string bind_address = "127.0.0.1";
+  std::uint16_t port = 0;  // 0 = ephemeral
+  std::filesystem::path cert_file;
+  std::filesystem::path key_file;
+  int threads = 1;
+};
+
+class FakeApi {
+ public:
+  explicit FakeApi(FakeApiOptions options);  // listening when the constructor returns
+  ~FakeApi();                                // stops and joins its threads
+  FakeApi(const FakeApi&) = delete;
+  FakeApi& operator=(const FakeApi&) = delete;
+
+  [[nodiscard]] std::uint16_t port() const;
+  [[nodiscard]] std::string base_url() const;  // "https://127.0.0.1:<port>"
+
+  // Faults apply to upload requests (POST /v0/models/upload) in FIFO order, one each;
+  // with the queue empty the default fault (none unless set) applies.
+  void push_fault(Fault fault);
+  void set_default_fault(Fault fault);
+  void set_token(std::string token);
+
+  [[nodiscard]] std::vector<ReceivedFile> files() const;
+  [[nodiscard]] std::vector<RequestRecord> requests() const;
+  [[nodiscard]] std::uint64_t connections_accepted() const;
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace modeldrop::test
