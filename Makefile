@@ -4,7 +4,7 @@ SHELL := /bin/bash
 JOBS ?= $(shell nproc)
 SOURCES = $(shell git ls-files '*.cpp' '*.hpp' 2>/dev/null || find daemon tests bench -name '*.[ch]pp')
 
-.PHONY: deps build test unit asan tsan release demo format format-check bench clean
+.PHONY: deps build test unit asan tsan release demo format format-check bench deb clean
 
 deps:
 	./scripts/install-deps
@@ -47,6 +47,10 @@ format-check: deps
 
 bench: release
 	./bench/run-all
+
+# The Debian package, built offline: packaging/out/modeldrop_<version>_amd64.deb
+deb: deps
+	DEB_BUILD_OPTIONS="nocheck $${DEB_BUILD_OPTIONS:-}" ./packaging/build-deb
 
 clean:
 	rm -rf build
