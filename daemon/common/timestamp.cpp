@@ -1,8 +1,8 @@
 #include "common/timestamp.hpp"
 
-#include <array>
+#include <fmt/format.h>
+
 #include <charconv>
-#include <cstdio>
 #include <ctime>
 
 namespace modeldrop {
@@ -17,10 +17,8 @@ std::string format_timestamp(WallTime t) {
   }
   std::tm tm{};
   gmtime_r(&seconds, &tm);
-  std::array<char, 40> buf{};
-  std::snprintf(buf.data(), buf.size(), "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900, tm.tm_mon + 1,
-                tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, millis);
-  return buf.data();
+  return fmt::format("{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}Z", tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday,
+                     tm.tm_hour, tm.tm_min, tm.tm_sec, millis);
 }
 
 std::optional<WallTime> parse_timestamp(std::string_view text) {
