@@ -1,0 +1,121 @@
+#include "upload/api_responses.hpp"
+
+#include "common/text.hpp"
+
+#include <boost/json/parse.hpp>
+#include <boost/json/value.hpp>
+
+namespace modeldrop::upload {
+namespace {
+
+namespace json = boost::json;
+
+constexpr std::size_t kMaxDetailChars = 500;
+
+std::optional<json::value> parse_json(std::string_view body) {
+  boost::system::error_code ec;
+  json::value value = json::parse(body, ec);
+  if (ec) return std::nullopt;
+  return value;
+}
+
+std::optional<std::string> string_field(const json::object& object, std::string_view key) {
+  const auto* v = object.if_contains(key);
+  if (v == nullptr || !v->is_string()) return std::nullopt;
+  return std::string(v->as_string());
+}
+
+std::optional<std::int64_t> integer_field(const json::object& object, std::string_view key) {
+  const auto* v = object.if_contains(key);
+  if (v == nullptr) return std::nullopt;
+  if (v->is_int64()) return v->as_int64();
+  if (v->is_uint64() && v->as_uint64() <= static_cast<std::uint64_t>(INT64_MAX)) {
+    return static_cast<std::int64_t>(v->as_uint64());
+  }
+  return std::nullopt;
+}
+
+std::optional<OpenAIFile> file_from(const json::value& value) {
+  const auto* object = value.if_object();
+  if (object == nullptr) return std::nullopt;
+  auto id = string_field(*object, "id");
+  if (!id || id->empty()) return std::nullopt;
+  OpenAIFile file;
+  file.id = std::move(*id);
+  file.bytes = integer_field(*object, "bytes");
+  file.filename = string_field(*object, "filename");
+  file.created_at = integer_field(*object, "created_at");
+  file.status = string_field(*object, "status");
+  file.status_details = string_field(*object, "status_details");
+  return file;
+}
+
+std::string bounded(std::string text) {
+  text = sanitize_utf8(text);
+  if (text.size() > kMaxDetailChars) {
+    text.resize(kMaxDetailChars);
+    text = sanitize_utf8(text) + "…";  // the cut may split a character
+  }
+  return text;
+}
+
+std::string location_text(const json::value& loc) {
+  const auto* parts = loc.if_array();
+  if (parts == nullptr) return {};
+  std::string out;
+  for (const auto& part : *parts) {
+    if (!out.empty()) out += '.';
+    if (part.is_string()) {
+      out += std::string(part.as_string());
+    } else if (part.is_int64()) {
+      out += std::to_string(part.as_int64());
+    }
+  }
+  return out;
+}
+
+}  // namespace
+
+std::optional<OpenAIFile> parse_openai_file(std::string_view body) {
+  auto value = parse_json(body);
+  if (!value) return std::nullopt;
+  return file_from(*value);
+}
+
+std::optional<std::vector<OpenAIFile>> parse_file_list(std::string_view body) {
+  auto value = parse_json(body);
+  if (!value || !value->is_object()) return std::nullopt;
+  const auto* data = value->as_object().if_contains("data");
+  if (data == nullptr || !data->is_array()) return std::nullopt;
+  std::vector<OpenAIFile> files;
+  for (const auto& entry : data->as_array()) {
+    if (auto file = file_from(entry)) files.push_back(std::move(*file));
+  }
+  return files;
+}
+
+std::string error_detail(std::string_view body) {
+  if (auto value = parse_json(body); value && value->is_object()) {
+    if (const auto* detail = value->as_object().if_contains("detail")) {
+      if (detail->is_string()) return bounded(std::string(detail->as_string()));
+      if (const auto* items = detail->if_array()) {
+        std::string out;
+        for (const auto& item : *items) {
+          const auto* object = item.if_object();
+          if (object == nullptr) continue;
+          const auto msg = string_field(*object, "msg").value_or("invalid");
+          const auto* loc = object->if_contains("loc");
+          const std::string where = loc != nullptr ? location_text(*loc) : std::string();
+          if (!out.empty()) out += "; ";
+          out += where.empty() ? msg : where + ": " + msg;
+        }
+        if (!out.empty()) return bounded(out);
+      }
+    }
+  }
+  std::string_view text = trim(body);
+  text = text.substr(0, text.find('\n'));
+  return bounded(std::string(trim(text)));
+}
+
+}  // namespace modeldrop::upload

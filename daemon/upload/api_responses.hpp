@@ -1,0 +1,34 @@
+#pragma once
+
+// Parsers for what the API answers (../shared/api/upload-openapi.yaml). Pure functions on
+// untrusted text: any input gives a value or nullopt, never a crash (fuzzed).
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace modeldrop::upload {
+
+// OpenAIFile: `id` must be a non-empty string for the answer to count (CONTRACT §6).
+struct OpenAIFile {
+  std::string id;
+  std::optional<std::int64_t> bytes;
+  std::optional<std::string> filename;
+  std::optional<std::int64_t> created_at;
+  std::optional<std::string> status;
+  std::optional<std::string> status_details;
+};
+
+std::optional<OpenAIFile> parse_openai_file(std::string_view body);
+
+// `{"data": [OpenAIFile...], "object": "list"}`; entries without an id are skipped.
+std::optional<std::vector<OpenAIFile>> parse_file_list(std::string_view body);
+
+// The human text of an error answer: FastAPI's `{"detail": [{"loc", "msg"}...]}` as
+// "body.file: Field required; ...", `{"detail": "text"}` as the text, anything else as
+// the body's first line (trimmed, bounded, valid UTF-8). Empty for an empty body.
+std::string error_detail(std::string_view body);
+
+}  // namespace modeldrop::upload

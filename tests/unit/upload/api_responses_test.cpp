@@ -1,0 +1,54 @@
+#include "upload/api_responses.hpp"
+
+#include <gtest/gtest.h>
+
+namespace modeldrop::upload {
+namespace {
+
+TEST(ParseOpenAIFile, RequiresANonEmptyStringId) {
+  auto file = parse_openai_file(R"({"id":"file-1","bytes":10,"created_at":5,"filename":"m.zip","status":null})");
+  ASSERT_TRUE(file);
+  EXPECT_EQ(file->id, "file-1");
+  EXPECT_EQ(file->bytes, 10);
+  EXPECT_EQ(file->filename, "m.zip");
+  EXPECT_FALSE(file->status);
+  EXPECT_FALSE(parse_openai_file(R"({"id":null})"));
+  EXPECT_FALSE(parse_openai_file(R"({"bytes":1})"));
+  EXPECT_FALSE(parse_openai_file("{\"id\":\"file-1\""));
+  EXPECT_FALSE(parse_openai_file(""));
+}
+
+TEST(ParseOpenAIFile, WrongTypesOfOptionalFieldsAreDropped) {
+  auto file = parse_openai_file(R"({"id":"f","bytes":"ten","status":5,"status_details":"ok"})");
+  ASSERT_TRUE(file);
+  EXPECT_FALSE(file->bytes);
+  EXPECT_FALSE(file->status);
+  EXPECT_EQ(file->status_details, "ok");
+}
+
+TEST(ParseFileList, KeepsEntriesWithIds) {
+  auto files = parse_file_list(R"({"object":"list","data":[{"id":"a","bytes":1},{"nope":1},{"id":"b"}]})");
+  ASSERT_TRUE(files);
+  ASSERT_EQ(files->size(), 2u);
+  EXPECT_EQ((*files)[1].id, "b");
+  EXPECT_FALSE(parse_file_list(R"({"data":{}})"));
+  EXPECT_FALSE(parse_file_list("[]"));
+}
+
+TEST(ErrorDetail, FastApiShapes) {
+  EXPECT_EQ(error_detail(R"({"detail":[{"type":"missing","loc":["body","file"],"msg":"Field required"},)"
+                         R"({"loc":["query","ai_project_id",0],"msg":"bad"}]})"),
+            "body.file: Field required; query.ai_project_id.0: bad");
+  EXPECT_EQ(error_detail(R"({"detail":"Invalid API key"})"), "Invalid API key");
+}
+
+TEST(ErrorDetail, OtherBodiesGiveTheirFirstLineBounded) {
+  EXPECT_EQ(error_detail("  <html>\n<body>413</body>"), "<html>");
+  EXPECT_EQ(error_detail(""), "");
+  EXPECT_EQ(error_detail("bad\xFFutf8"), "bad\xEF\xBF\xBDutf8");
+  const auto long_detail = error_detail(std::string(5000, 'x'));
+  EXPECT_LT(long_detail.size(), 520u);
+}
+
+}  // namespace
+}  // namespace modeldrop::upload
