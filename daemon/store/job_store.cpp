@@ -522,17 +522,25 @@ Result<EnqueueResult> JobStore::enqueue(const NewJob& job, WallTime now) {
 
 // ---- The upload cycle
 
-Result<std::optional<Job>> JobStore::claim_next(WallTime now) {
-  // One statement: finding and taking the job cannot be split by another writer. The subquery
-  // walks index jobs_state (state, id, next_attempt_at) oldest first and stops at the first due job.
+namespace {
+
+// One statement: finding and taking the job cannot be split by another writer. The subquery
+// walks index jobs_state (state, id, next_attempt_at) oldest first and stops at the first due job.
+const std::string& claim_next_sql() {
   static const std::string sql = returning_job(
       "UPDATE jobs SET state = 'uploading', updated_at = ?1, bytes_sent = 0, progress_at_ms = NULL, "
       "upload_rate_bytes_per_s = NULL "
       "WHERE id = (SELECT id FROM jobs WHERE state = 'pending' AND (next_attempt_at IS NULL OR next_attempt_at <= ?1) "
       "ORDER BY id LIMIT 1) AND NOT EXISTS (SELECT 1 FROM settings WHERE key = 'paused')");
+  return sql;
+}
+
+}  // namespace
+
+Result<std::optional<Job>> JobStore::claim_next(WallTime now) {
   auto write = AtomicWrite::begin(db_);
   if (!write) return write.error();
-  auto statement = db_.prepare(sql);
+  auto statement = db_.prepare(claim_next_sql());
   if (!statement) return statement.error();
   std::optional<Job> claimed;
   {
@@ -1143,6 +1151,19 @@ Result<std::optional<WallTime>> JobStore::next_due_at(WallTime now) {
   if (!*row) return std::optional<WallTime>{};
   if ((*statement)->int64(0) != 0) return std::optional<WallTime>(now);
   return read_optional_time(**statement, 1);
+}
+
+Result<std::vector<std::string>> JobStore::explain_claim_next() {
+  auto statement = db_.prepare("EXPLAIN QUERY PLAN " + claim_next_sql());
+  if (!statement) return statement.error();
+  StatementReset reset(**statement);
+  std::vector<std::string> plan;
+  for (;;) {
+    auto row = (*statement)->step();
+    if (!row) return row.error();
+    if (!*row) return plan;
+    plan.push_back((*statement)->text(3));
+  }
 }
 
 // ---- Change detection

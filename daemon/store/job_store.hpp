@@ -251,6 +251,8 @@ class JobStore {
   // The earliest time a pending job is due (now for one without next_attempt_at); none when
   // nothing is pending. The daemon sleeps until then.
   Result<std::optional<WallTime>> next_due_at(WallTime now);
+  // SQLite's plan for claim_next, one line per step (the index test checks it).
+  Result<std::vector<std::string>> explain_claim_next();
 
   // -- Change detection for the daemon.
   // True when another connection (`modeldrop`, sqlite3) committed a change since the last
