@@ -41,6 +41,12 @@ std::optional<AttemptOutcome> parse_attempt_outcome(std::string_view text) {
   return std::nullopt;
 }
 
+bool is_process_alive(int pid) {
+  if (pid <= 0) return false;
+  // EPERM: it exists but belongs to another user, which still makes it a live daemon.
+  return ::kill(pid, 0) == 0 || errno == EPERM;
+}
+
 namespace {
 
 // ---- Row mapping
@@ -171,12 +177,6 @@ bool is_final(JobState state) {
   return state == JobState::succeeded || state == JobState::failed || state == JobState::cancelled;
 }
 
-bool process_alive(int pid) {
-  if (pid <= 0) return false;
-  // EPERM: it exists but belongs to someone else, which still makes it a live daemon.
-  return ::kill(pid, 0) == 0 || errno == EPERM;
-}
-
 bool is_sha256_hex(std::string_view text) {
   return text.size() == 64 &&
          std::all_of(text.begin(), text.end(), [](char c) { return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'); });
@@ -293,7 +293,7 @@ Result<void> JobStore::register_daemon(int pid, std::string_view version, WallTi
     if (!row) return row.error();
     if (*row) {
       const auto other = static_cast<int>((*current)->int64(0));
-      if (other != pid && process_alive(other)) {
+      if (other != pid && is_process_alive(other)) {
         return make_error("another modeldropd (pid " + std::to_string(other) + ", version " + (*current)->text(1) +
                               ") is already running on " + db_.file().string(),
                           StoreErrc::daemon_already_running);
@@ -422,6 +422,16 @@ Result<bool> JobStore::is_paused() {
   auto paused = db_.query_int64("SELECT EXISTS (SELECT 1 FROM settings WHERE key = 'paused')");
   if (!paused) return paused.error();
   return *paused != 0;
+}
+
+Result<std::optional<WallTime>> JobStore::paused_since() {
+  auto statement = db_.prepare("SELECT value FROM settings WHERE key = 'paused'");
+  if (!statement) return statement.error();
+  StatementReset reset(**statement);
+  auto row = (*statement)->step();
+  if (!row) return row.error();
+  if (!*row) return std::optional<WallTime>{};
+  return std::optional<WallTime>(read_time(**statement, 0));
 }
 
 // ---- Queueing

@@ -157,6 +157,9 @@ struct DaemonRecord {
   double upload_rate_bytes_per_s = 0;
 };
 
+// Whether a process with this pid exists (kill(pid, 0)); how a daemon row is told live from stale.
+bool is_process_alive(int pid);
+
 struct StoreOptions {
   // How long one statement waits for another connection's lock (outside readers never block
   // it in WAL mode; an outside writer may).
@@ -191,6 +194,8 @@ class JobStore {
   Result<bool> pause(WallTime now);
   Result<bool> resume();
   Result<bool> is_paused();
+  // When `modeldrop pause` was given; none when not paused.
+  Result<std::optional<WallTime>> paused_since();
 
   // -- Queueing. The same path, inode, size and mtime is never queued twice, whatever the
   // state of its job. A changed file at a path whose job has not succeeded updates that job
