@@ -1,0 +1,285 @@
+#pragma once
+
+// The durable job queue (CONTRACT §4, §6): the only code that speaks SQL. Synchronous and
+// single-threaded: the daemon runs it on its store thread (StoreWorker), the CLI directly.
+// Every method that changes something is atomic on its own (its own transaction, or a
+// savepoint inside the store worker's batch). Times come from the caller.
+
+#include "common/error.hpp"
+#include "common/timestamp.hpp"
+#include "store/sqlite.hpp"
+#include "store/store_error.hpp"
+
+#include <array>
+#include <chrono>
+#include <cstdint>
+#include <filesystem>
+#include <optional>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace modeldrop::store {
+
+using JobId = std::int64_t;
+
+enum class JobState { pending, uploading, succeeded, failed, cancelled };
+inline constexpr std::array kAllJobStates{JobState::pending, JobState::uploading, JobState::succeeded,
+                                          JobState::failed, JobState::cancelled};
+std::string_view to_string(JobState state);
+std::optional<JobState> parse_job_state(std::string_view text);
+
+enum class AttemptOutcome { succeeded, retry, failed, held, aborted, reconciled };
+std::string_view to_string(AttemptOutcome outcome);
+std::optional<AttemptOutcome> parse_attempt_outcome(std::string_view text);
+
+// What makes a file "the same file" (CONTRACT §6), as stat() reports it.
+struct FileIdentity {
+  std::uint64_t device = 0;
+  std::uint64_t inode = 0;
+  std::uint64_t size_bytes = 0;
+  std::int64_t mtime_ns = 0;  // st_mtim in nanoseconds since the epoch
+  friend bool operator==(const FileIdentity&, const FileIdentity&) = default;
+};
+
+// One row of `jobs`: the CONTRACT §4 columns, then modeldrop's own.
+struct Job {
+  JobId id = 0;
+  std::filesystem::path path;
+  std::optional<std::filesystem::path> current_path;
+  std::optional<std::filesystem::path> watch_dir;
+  std::optional<std::string> project_id;
+  std::uint64_t size_bytes = 0;
+  std::optional<std::string> sha256;
+  JobState state = JobState::pending;
+  std::int64_t attempts = 0;
+  std::optional<WallTime> next_attempt_at;  // none: due now
+  std::uint64_t bytes_sent = 0;
+  std::optional<std::string> file_id;
+  std::optional<std::string> file_status;
+  std::optional<std::string> file_status_details;
+  std::optional<int> http_status;
+  std::optional<std::string> last_error;
+  WallTime created_at;
+  WallTime updated_at;
+  std::optional<WallTime> finished_at;
+
+  FileIdentity file;  // file.size_bytes == size_bytes
+  WallTime budget_started_at;  // give_up_after counts from here: creation or the last retry
+  std::optional<WallTime> progress_at;  // last record_progress of the current attempt
+  std::optional<double> upload_rate_bytes_per_s;  // smoothed, of the current attempt
+  std::optional<JobId> duplicate_of;  // dedupe: the succeeded job whose upload this one reuses
+};
+
+// One row of `attempts`.
+struct Attempt {
+  JobId job_id = 0;
+  int attempt = 0;  // 1, 2, ... per job
+  WallTime started_at;
+  std::optional<WallTime> finished_at;
+  std::optional<int> http_status;
+  std::uint64_t bytes_sent = 0;
+  std::optional<AttemptOutcome> outcome;  // none while the attempt runs
+  std::optional<std::string> error;
+};
+
+struct JobWithAttempts {
+  Job job;
+  std::vector<Attempt> attempts;  // oldest first
+};
+
+// A file to queue, from the watcher or `modeldrop add`.
+struct NewJob {
+  std::filesystem::path path;  // absolute
+  std::optional<std::filesystem::path> watch_dir;  // none for `modeldrop add`
+  std::optional<std::string> project_id;  // none: the daemon sends api.project_id, if any
+  FileIdentity file;
+  std::optional<WallTime> next_attempt_at;  // none: due now
+};
+
+enum class EnqueueEffect {
+  inserted,  // a new job
+  updated,   // an unfinished job for this path took the file's new identity (CONTRACT §6)
+  unchanged  // this very file is already queued, or was (never queued twice)
+};
+
+struct EnqueueResult {
+  JobId job = 0;
+  EnqueueEffect effect = EnqueueEffect::inserted;
+  JobState state = JobState::pending;  // the job's state afterwards
+};
+
+// The daemon's report of a finished attempt; finish_attempt records it and moves the job.
+struct AttemptReport {
+  JobId job = 0;
+  AttemptOutcome outcome = AttemptOutcome::retry;
+  std::optional<int> http_status;
+  std::optional<std::string> error;  // for the attempt row
+  std::uint64_t bytes_sent = 0;
+  // The job afterwards: pending (retry/held/aborted), succeeded (succeeded/reconciled) or failed.
+  JobState next_state = JobState::pending;
+  std::optional<WallTime> next_attempt_at;
+  bool counts_toward_attempts = true;  // false for held and aborted attempts
+  std::optional<std::string> file_id;  // required for succeeded
+  std::optional<std::string> file_status;
+  std::optional<std::string> file_status_details;
+  std::optional<std::string> last_error;  // the job's; left as it was when none
+  // The file the upload sent. A success is only accepted for the file the job still names:
+  // if the job took a new identity meanwhile (the file changed), the attempt counts as aborted.
+  std::optional<FileIdentity> sent_file;
+};
+
+struct RecoveryReport {
+  std::int64_t jobs_requeued = 0;  // uploading -> pending
+  std::int64_t attempts_aborted = 0;  // open attempts -> aborted
+};
+
+// The result of a request on one named job (`modeldrop retry 3 4 5`).
+struct JobRequestResult {
+  JobId job = 0;
+  std::optional<Error> error;  // unknown_job or illegal_transition, with the line to show
+  JobState previous_state = JobState::pending;  // when known
+};
+
+struct StateSummary {
+  JobState state = JobState::pending;
+  std::int64_t jobs = 0;
+  std::uint64_t bytes = 0;
+};
+
+struct DaemonRecord {
+  int pid = 0;
+  std::string version;
+  WallTime started_at;
+  WallTime heartbeat_at;
+  std::optional<std::string> held_reason;
+  double upload_rate_bytes_per_s = 0;
+};
+
+// Whether a process with this pid exists (kill(pid, 0)); how a daemon row is told live from stale.
+bool is_process_alive(int pid);
+
+struct StoreOptions {
+  // How long one statement waits for another connection's lock (outside readers never block
+  // it in WAL mode; an outside writer may).
+  std::chrono::milliseconds busy_timeout{5000};
+  // Owner group of a database the daemon creates, when the group exists (CONTRACT §4).
+  std::string group = "modeldrop";
+};
+
+class JobStore {
+ public:
+  // The daemon's store: creates the database (and its directory) when absent, configures the
+  // connection, applies the migrations. Refuses a database written by a newer modeldrop.
+  // `warnings` receives what the caller should log (e.g. the group could not be set).
+  static Result<JobStore> open_for_daemon(const std::filesystem::path& file, const StoreOptions& options = {},
+                                          std::vector<std::string>* warnings = nullptr);
+  // The CLI's store: an existing modeldrop database only (StoreErrc::no_database otherwise).
+  static Result<JobStore> open_existing(const std::filesystem::path& file, const StoreOptions& options = {});
+
+  // -- Daemon registration (CONTRACT §4 `daemon`): one daemon per database.
+  // Fails with daemon_already_running when another live process is registered; a row whose
+  // pid is gone is stale and replaced.
+  Result<void> register_daemon(int pid, std::string_view version, WallTime now);
+  // Refreshes heartbeat_at and the current upload rate (every few seconds).
+  Result<void> heartbeat(WallTime now, double upload_rate_bytes_per_s);
+  // Why uploads wait (auth, rate limit, "paused"), or none when they do not.
+  Result<void> set_held_reason(const std::optional<std::string>& reason);
+  // On clean exit.
+  Result<void> unregister_daemon();
+  Result<std::optional<DaemonRecord>> daemon_record();
+
+  // -- Pause (kept apart from the daemon row, so it outlives restarts). True when it changed.
+  Result<bool> pause(WallTime now);
+  Result<bool> resume();
+  Result<bool> is_paused();
+  // When `modeldrop pause` was given; none when not paused.
+  Result<std::optional<WallTime>> paused_since();
+
+  // -- Queueing. The same path, inode, size and mtime is never queued twice, whatever the
+  // state of its job. A changed file at a path whose job has not succeeded updates that job
+  // (new identity, back to pending with a fresh budget unless it is uploading); after a
+  // success it becomes a new job.
+  Result<EnqueueResult> enqueue(const NewJob& job, WallTime now);
+
+  // -- The upload cycle.
+  // Atomically takes the oldest due pending job (next_attempt_at none or <= now) and makes
+  // it `uploading`; none when nothing is due or uploads are paused.
+  Result<std::optional<Job>> claim_next(WallTime now);
+  // Opens the next attempt of an uploading job; returns its number.
+  Result<int> begin_attempt(JobId job, WallTime now);
+  // Bytes of the file sent so far in the current attempt; cheap enough for once a second.
+  Result<void> record_progress(JobId job, std::uint64_t bytes_sent, WallTime now);
+  // Closes the open attempt and moves the job as the report says. A job cancelled while the
+  // attempt ran stays cancelled (the attempt is recorded `aborted`). Returns the job after.
+  Result<Job> finish_attempt(const AttemptReport& report, WallTime now);
+  // Gives a claimed job back without an attempt (shutdown before it started, a file to settle).
+  Result<Job> release_claim(JobId job, std::optional<WallTime> next_attempt_at, WallTime now);
+  // At startup: jobs left uploading go back to pending, open attempts become aborted.
+  Result<RecoveryReport> recover_after_crash(WallTime now);
+
+  // -- Source file events.
+  // The source is gone before its upload succeeded: cancelled, `source removed`.
+  Result<Job> mark_source_removed(JobId job, WallTime now);
+  // Unreadable, not a regular file, archive check, give-up: failed with `reason`.
+  Result<Job> fail(JobId job, std::string_view reason, WallTime now);
+  // Where the file is now (after a move); none once deleted.
+  Result<void> set_current_path(JobId job, const std::optional<std::filesystem::path>& path, WallTime now);
+  // The pending job whose file is at `current_path` (for a watcher event on a queued file).
+  Result<std::optional<Job>> pending_job_for_path(const std::filesystem::path& current_path);
+
+  // -- Dedupe (CONTRACT §6).
+  // Records the content hash of `hashed_file`; ignored (false) if the job's file has changed since.
+  Result<bool> set_sha256(JobId job, std::string_view sha256_hex, const FileIdentity& hashed_file, WallTime now);
+  // A succeeded job with this content for this project (none equals none).
+  Result<std::optional<Job>> find_succeeded_by_sha256(std::string_view sha256_hex,
+                                                      const std::optional<std::string>& project_id);
+  // `job` succeeds at once with `of_job`'s file id and status; no attempt is recorded.
+  Result<Job> complete_as_duplicate(JobId job, JobId of_job, WallTime now);
+
+  // -- Requests from `modeldrop`, one result per named job.
+  // Pending or uploading -> cancelled (a running upload learns of it via cancelled_among).
+  Result<std::vector<JobRequestResult>> cancel(std::span<const JobId> jobs, WallTime now);
+  // Failed or cancelled -> pending with a fresh budget, from current_path.
+  Result<std::vector<JobRequestResult>> retry(std::span<const JobId> jobs, WallTime now);
+  // Every failed job whose file is still there; returns the ids retried.
+  Result<std::vector<JobId>> retry_failed(WallTime now);
+
+  // -- Reading.
+  Result<std::optional<Job>> find_job(JobId job);
+  Result<std::optional<JobWithAttempts>> job_with_attempts(JobId job);
+  // Newest first; every state when `states` is empty.
+  Result<std::vector<Job>> list_jobs(std::span<const JobState> states, std::size_t limit);
+  // Jobs and bytes for every state, zeros included, in lifecycle order.
+  Result<std::vector<StateSummary>> summary();
+  // The earliest time a pending job is due (now for one without next_attempt_at); none when
+  // nothing is pending. The daemon sleeps until then.
+  Result<std::optional<WallTime>> next_due_at(WallTime now);
+  // SQLite's plan for claim_next, one line per step (the index test checks it).
+  Result<std::vector<std::string>> explain_claim_next();
+
+  // -- Change detection for the daemon.
+  // True when another connection (`modeldrop`, sqlite3) committed a change since the last
+  // call. Cheap enough to poll every few hundred milliseconds.
+  Result<bool> external_change_seen();
+  // Of `in_flight` (jobs this daemon is uploading), those that are now cancelled.
+  Result<std::vector<JobId>> cancelled_among(std::span<const JobId> in_flight);
+
+  [[nodiscard]] Connection& connection() { return db_; }
+  [[nodiscard]] const std::filesystem::path& file() const { return db_.file(); }
+
+ private:
+  explicit JobStore(Connection db) : db_(std::move(db)) {}
+  static Result<JobStore> configure(Connection db, bool for_daemon);
+
+  Result<std::optional<Job>> load_job(JobId job);
+  Result<Job> require_job(JobId job);
+  Result<void> abort_open_attempt(JobId job, std::string_view error, WallTime now);
+
+  Connection db_;
+  std::optional<int> registered_pid_;
+  std::optional<std::int64_t> data_version_;
+};
+
+}  // namespace modeldrop::store

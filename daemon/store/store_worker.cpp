@@ -1,0 +1,95 @@
+#include "store/store_worker.hpp"
+
+#include <spdlog/spdlog.h>
+
+#include <stdexcept>
+
+namespace modeldrop::store {
+
+StoreWorker::StoreWorker(JobStore store, Options options)
+    : store_(std::move(store)), options_(options), thread_([this] { run(); }) {}
+
+StoreWorker::~StoreWorker() { stop(); }
+
+void StoreWorker::stop() {
+  {
+    std::lock_guard lock(mutex_);
+    stopping_ = true;
+  }
+  wake_.notify_one();
+  if (thread_.joinable() && thread_.get_id() != std::this_thread::get_id()) thread_.join();
+}
+
+void StoreWorker::enqueue(Task task) {
+  {
+    std::lock_guard lock(mutex_);
+    if (stopping_) throw std::logic_error("StoreWorker::post after stop()");
+    queue_.push_back(std::move(task));
+  }
+  wake_.notify_one();
+}
+
+void StoreWorker::run() {
+  std::deque<Task> ready;
+  std::vector<Completion> completions;
+  for (;;) {
+    if (ready.empty()) {
+      std::unique_lock lock(mutex_);
+      wake_.wait(lock, [this] { return stopping_ || !queue_.empty(); });
+      if (queue_.empty()) return;  // stopping, and nothing left to do
+      ready.swap(queue_);
+    }
+    const std::size_t taken = try_batch(ready, completions);
+    if (taken == 0) {
+      batch_retries_.fetch_add(1);
+      std::this_thread::sleep_for(options_.retry_pause);
+      continue;
+    }
+    ready.erase(ready.begin(), ready.begin() + static_cast<std::ptrdiff_t>(taken));
+    batches_committed_.fetch_add(1);
+    if (taken > largest_batch_.load()) largest_batch_.store(taken);
+    // Committed: now, and only now, the callers may act on the results.
+    for (auto& completion : completions) completion();
+    completions.clear();
+    // Work that arrived meanwhile joins the next batch behind what is left.
+    std::lock_guard lock(mutex_);
+    while (!queue_.empty()) {
+      ready.push_back(std::move(queue_.front()));
+      queue_.pop_front();
+    }
+  }
+}
+
+std::size_t StoreWorker::try_batch(std::deque<Task>& ready, std::vector<Completion>& completions) {
+  auto& db = store_.connection();
+  completions.clear();
+  const auto busy_before = db.busy_results();
+  auto transaction = ImmediateTransaction::begin(db);
+  if (!transaction) {
+    spdlog::warn("job store: cannot start a transaction for {} queued operations ({}); trying again in {} ms",
+                 ready.size(), transaction.error().message, options_.retry_pause.count());
+    return 0;
+  }
+  const auto deadline = std::chrono::steady_clock::now() + options_.max_batch_time;
+  std::size_t taken = 0;
+  while (taken < ready.size() && taken < options_.max_batch_size &&
+         (taken == 0 || std::chrono::steady_clock::now() < deadline)) {
+    completions.push_back(ready[taken](store_));
+    ++taken;
+    // An I/O error or a full disk can roll the whole transaction back under us.
+    if (!db.in_transaction()) break;
+  }
+  if (!db.in_transaction() || db.busy_results() != busy_before) {
+    spdlog::warn("job store: a batch of {} operations was interrupted (lock or I/O error); running it again in {} ms",
+                 taken, options_.retry_pause.count());
+    return 0;
+  }
+  if (auto committed = transaction->commit(); !committed) {
+    spdlog::warn("job store: cannot commit a batch of {} operations ({}); running it again in {} ms", taken,
+                 committed.error().message, options_.retry_pause.count());
+    return 0;
+  }
+  return taken;
+}
+
+}  // namespace modeldrop::store

@@ -1,0 +1,558 @@
+// The real `modeldrop` binary on fixture databases (built here with the job store): output,
+// --json shapes and exit codes of CONTRACT §2 and §8.
+#include "common/version.hpp"
+#include "store/job_store.hpp"
+#include "support/run_process.hpp"
+#include "support/temp_dir.hpp"
+
+#include <boost/json.hpp>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <gtest/gtest.h>
+
+#include <set>
+#include <sstream>
+
+namespace modeldrop {
+namespace {
+
+using namespace std::chrono_literals;
+using store::AttemptOutcome;
+using store::AttemptReport;
+using store::JobId;
+using store::JobState;
+using store::JobStore;
+using test::ProcessOptions;
+using test::ProcessResult;
+using test::run_process;
+using test::TempDir;
+
+template <class T>
+T must(Result<T> result) {
+  if (!result) throw std::runtime_error("unexpected error: " + result.error().message);
+  return std::move(*result);
+}
+
+void must(Result<void> result) {
+  if (!result) throw std::runtime_error("unexpected error: " + result.error().message);
+}
+
+bool contains(const std::string& text, const std::string& part) { return text.find(part) != std::string::npos; }
+
+const std::vector<std::string> kJobKeys{"id",          "path",        "current_path",        "watch_dir",
+                                        "project_id",  "size_bytes",  "sha256",              "state",
+                                        "attempts",    "next_attempt_at", "bytes_sent",      "file_id",
+                                        "file_status", "file_status_details", "http_status", "last_error",
+                                        "created_at",  "updated_at",  "finished_at"};
+
+std::set<std::string> keys_of(const boost::json::object& object) {
+  std::set<std::string> keys;
+  for (const auto& entry : object) keys.insert(std::string(entry.key()));
+  return keys;
+}
+
+class CliTest : public ::testing::Test {
+ protected:
+  void SetUp() override { store_.emplace(must(JobStore::open_for_daemon(db()))); }
+
+  [[nodiscard]] std::filesystem::path db() const { return dir_ / "state" / "jobs.db"; }
+  JobStore& store() { return *store_; }
+
+  // modeldrop with `args`, on the fixture database unless the args say otherwise.
+  ProcessResult modeldrop(std::vector<std::string> args, bool with_db = true) {
+    std::vector<std::string> argv{MODELDROP_CLI_PATH};
+    argv.insert(argv.end(), args.begin(), args.end());
+    if (with_db) {
+      argv.push_back("--db");
+      argv.push_back(db().string());
+    }
+    ProcessOptions options;
+    options.env_unset = {"MODELDROP_CONFIG"};
+    options.timeout = std::chrono::seconds(30);
+    return run_process(argv, options);
+  }
+
+  boost::json::value json_of(const ProcessResult& result) {
+    EXPECT_EQ(result.exit_code, 0) << result.err;
+    boost::system::error_code ec;
+    auto value = boost::json::parse(result.out, ec);
+    EXPECT_FALSE(ec) << "not JSON: " << result.out;
+    return value;
+  }
+
+  static WallTime now() { return WallClock::now(); }
+
+  store::NewJob new_job(const std::string& name, std::uint64_t inode, std::uint64_t size = 1000) {
+    store::NewJob job;
+    job.path = "/spool/in/" + name;
+    job.watch_dir = "/spool/in";
+    job.file = {1, inode, size, 1};
+    return job;
+  }
+
+  JobId add(const std::string& name, std::uint64_t inode, std::uint64_t size = 1000) {
+    return must(store().enqueue(new_job(name, inode, size), now())).job;
+  }
+
+  // Claimed, with an attempt open.
+  JobId uploading(const std::string& name, std::uint64_t inode, std::uint64_t size = 1000) {
+    const JobId id = add(name, inode, size);
+    auto claimed = must(store().claim_next(now()));
+    EXPECT_EQ(claimed->id, id);
+    must(store().begin_attempt(id, now()));
+    return id;
+  }
+
+  JobId finished(const std::string& name, std::uint64_t inode, JobState state) {
+    const JobId id = uploading(name, inode);
+    AttemptReport report;
+    report.job = id;
+    report.bytes_sent = 1000;
+    report.next_state = state;
+    if (state == JobState::succeeded) {
+      report.outcome = AttemptOutcome::succeeded;
+      report.http_status = 200;
+      report.file_id = "file-" + name;
+      report.file_status = "uploaded";
+    } else {
+      report.outcome = AttemptOutcome::failed;
+      report.http_status = 422;
+      report.last_error = "HTTP 422: archive rejected";
+      report.error = "HTTP 422: archive rejected";
+    }
+    must(store().finish_attempt(report, now()));
+    return id;
+  }
+
+  JobState state_of(JobId id) { return must(store().find_job(id))->state; }
+
+  TempDir dir_;
+  std::optional<JobStore> store_;
+};
+
+// ---- Databases that cannot be used: exit 69
+
+TEST(CliDatabase, MissingDatabaseIsExit69AndNothingIsCreated) {
+  TempDir dir;
+  const auto result =
+      run_process({MODELDROP_CLI_PATH, "status", "--db", (dir / "nowhere" / "jobs.db").string()}, ProcessOptions{});
+  EXPECT_EQ(result.exit_code, 69);
+  EXPECT_TRUE(contains(result.err, "no database at")) << result.err;
+  EXPECT_TRUE(contains(result.err, "modeldropd creates it")) << result.err;
+  EXPECT_FALSE(std::filesystem::exists(dir / "nowhere"));
+}
+
+TEST(CliDatabase, AFileThatIsNotSqliteIsExit69) {
+  TempDir dir;
+  const auto file = dir.write("jobs.db", "this is not a database, just text that is long enough for a header\n");
+  const auto result = run_process({MODELDROP_CLI_PATH, "jobs", "--db", file.string()});
+  EXPECT_EQ(result.exit_code, 69);
+  EXPECT_TRUE(contains(result.err, "is not a SQLite database")) << result.err;
+}
+
+TEST(CliDatabase, ADatabaseFromANewerModeldropIsExit69) {
+  TempDir dir;
+  {
+    auto store = must(JobStore::open_for_daemon(dir / "jobs.db"));
+    must(store.connection().execute("PRAGMA user_version = 999"));
+  }
+  const auto result = run_process({MODELDROP_CLI_PATH, "status", "--db", (dir / "jobs.db").string()});
+  EXPECT_EQ(result.exit_code, 69);
+  EXPECT_TRUE(contains(result.err, "newer than this modeldrop")) << result.err;
+}
+
+// ---- The database path: --db, or the config's `database`
+
+TEST_F(CliTest, TheDatabaseComesFromTheConfigWithoutDb) {
+  add("a.zip", 1);
+  const auto config = dir_.write("modeldrop.yaml", "database: state/jobs.db\n");  // relative to the config
+  auto result = modeldrop({"jobs", "--config", config.string()}, false);
+  EXPECT_EQ(result.exit_code, 0) << result.err;
+  EXPECT_TRUE(contains(result.out, "/spool/in/a.zip"));
+  // $MODELDROP_CONFIG when --config is not given.
+  ProcessOptions options;
+  options.env_set = {{"MODELDROP_CONFIG", config.string()}};
+  result = run_process({MODELDROP_CLI_PATH, "jobs"}, options);
+  EXPECT_EQ(result.exit_code, 0) << result.err;
+  EXPECT_TRUE(contains(result.out, "/spool/in/a.zip"));
+}
+
+TEST_F(CliTest, AConfigThatDoesNotLoadIsExit78WithItsProblems) {
+  const auto config = dir_.write("bad.yaml", "upload:\n  sessions: many\n");
+  const auto result = modeldrop({"status", "--config", config.string()}, false);
+  EXPECT_EQ(result.exit_code, 78);
+  EXPECT_TRUE(contains(result.err, "bad.yaml:2: upload.sessions: must be an integer")) << result.err;
+}
+
+TEST_F(CliTest, OptionsMayComeBeforeOrAfterTheCommand) {
+  add("a.zip", 1);
+  const auto before = run_process({MODELDROP_CLI_PATH, "--db", db().string(), "jobs"});
+  const auto after = run_process({MODELDROP_CLI_PATH, "jobs", "--db", db().string()});
+  EXPECT_EQ(before.exit_code, 0) << before.err;
+  EXPECT_EQ(after.exit_code, 0) << after.err;
+  EXPECT_EQ(before.out, after.out);
+}
+
+// ---- Usage: exit 2
+
+TEST_F(CliTest, UsageErrorsAreExit2) {
+  const std::vector<std::vector<std::string>> bad = {
+      {},
+      {"frobnicate"},
+      {"show"},
+      {"show", "abc"},
+      {"jobs", "--state", "done"},
+      {"jobs", "--limit", "0"},
+      {"retry"},
+      {"retry", "1", "--failed"},
+      {"cancel"},
+      {"add"},
+      {"add", "x.zip", "--project", ""},
+      {"status", "--config", "c.yaml"},  // with --db: one or the other
+  };
+  for (const auto& args : bad) {
+    const auto result = modeldrop(args);
+    std::string joined;
+    for (const auto& arg : args) joined += arg + " ";
+    EXPECT_EQ(result.exit_code, 2) << joined << "\n" << result.err;
+  }
+}
+
+TEST(CliUsage, VersionAndHelp) {
+  auto result = run_process({MODELDROP_CLI_PATH, "--version"});
+  EXPECT_EQ(result.exit_code, 0);
+  EXPECT_EQ(result.out, std::string("modeldrop ") + kVersion + "\n");
+  result = run_process({MODELDROP_CLI_PATH, "--help"});
+  EXPECT_EQ(result.exit_code, 0);
+  for (const auto* command : {"status", "jobs", "show", "retry", "cancel", "add", "pause", "resume"}) {
+    EXPECT_TRUE(contains(result.out, command)) << command;
+  }
+}
+
+// ---- status
+
+TEST_F(CliTest, StatusShowsTheDaemonTheStatesAndTheRate) {
+  must(store().register_daemon(::getpid(), "0.1.0", now() - 3s));
+  must(store().heartbeat(now() - 2s, 3.0 * 1024 * 1024));
+  must(store().set_held_reason(std::string("rate limited (HTTP 429) until 12:00:05")));
+  finished("b.zip", 2, JobState::failed);
+  add("a.zip", 1, 2048);
+  const auto result = modeldrop({"status"});
+  EXPECT_EQ(result.exit_code, 0) << result.err;
+  EXPECT_TRUE(contains(result.out, "running (pid " + std::to_string(::getpid()) + ", version 0.1.0, heartbeat "))
+      << result.out;
+  EXPECT_TRUE(contains(result.out, "held: rate limited (HTTP 429)")) << result.out;
+  EXPECT_TRUE(contains(result.out, "3.0 MiB/s")) << result.out;
+  EXPECT_TRUE(contains(result.out, "pending            1     2.0 KiB")) << result.out;
+  EXPECT_TRUE(contains(result.out, "failed             1")) << result.out;
+  EXPECT_TRUE(contains(result.out, "cancelled          0         0 B")) << result.out;
+}
+
+TEST_F(CliTest, StatusJsonHasTheContractShape) {
+  must(store().register_daemon(::getpid(), "0.1.0", now() - 10s));
+  must(store().heartbeat(now() - 4s, 1000.0));
+  add("a.zip", 1, 100);
+  add("b.zip", 2, 250);
+  must(store().pause(now()));
+  const auto value = json_of(modeldrop({"status", "--json"}));
+  const auto& o = value.as_object();
+  EXPECT_EQ(keys_of(o), (std::set<std::string>{"daemon", "paused", "states", "upload_rate_bytes_per_s"}));
+  const auto& daemon = o.at("daemon").as_object();
+  EXPECT_EQ(keys_of(daemon), (std::set<std::string>{"running", "pid", "version", "heartbeat_age_s", "held_reason"}));
+  EXPECT_EQ(daemon.at("running"), true);
+  EXPECT_EQ(daemon.at("pid").as_int64(), ::getpid());
+  EXPECT_EQ(daemon.at("version"), "0.1.0");
+  EXPECT_GE(daemon.at("heartbeat_age_s").as_int64(), 3);
+  EXPECT_LE(daemon.at("heartbeat_age_s").as_int64(), 60);
+  EXPECT_TRUE(daemon.at("held_reason").is_null());
+  EXPECT_EQ(o.at("paused"), true);
+  EXPECT_EQ(o.at("upload_rate_bytes_per_s").to_number<std::int64_t>(), 1000);
+  const auto& states = o.at("states").as_object();
+  EXPECT_EQ(keys_of(states), (std::set<std::string>{"pending", "uploading", "succeeded", "failed", "cancelled"}));
+  EXPECT_EQ(states.at("pending").at("jobs").to_number<std::int64_t>(), 2);
+  EXPECT_EQ(states.at("pending").at("bytes").to_number<std::int64_t>(), 350);
+  EXPECT_EQ(states.at("failed").at("jobs").to_number<std::int64_t>(), 0);
+  EXPECT_EQ(states.at("failed").at("bytes").to_number<std::int64_t>(), 0);
+}
+
+TEST_F(CliTest, StatusWithoutADaemonSaysSo) {
+  // A row left by a daemon that died: its pid is not alive.
+  const pid_t child = ::fork();
+  if (child == 0) ::_exit(0);
+  ::waitpid(child, nullptr, 0);
+  must(store().register_daemon(child, "0.0.1", now() - 1h));
+  auto result = modeldrop({"status"});
+  EXPECT_EQ(result.exit_code, 0) << result.err;
+  EXPECT_TRUE(contains(result.out, "not running (pid " + std::to_string(child) + " last seen")) << result.out;
+  const auto value = json_of(modeldrop({"status", "--json"}));
+  EXPECT_EQ(value.at("daemon").at("running"), false);
+  EXPECT_TRUE(value.at("daemon").at("pid").is_null());
+  EXPECT_EQ(value.at("upload_rate_bytes_per_s").to_number<std::int64_t>(), 0);
+}
+
+// ---- jobs
+
+TEST_F(CliTest, JobsIsAnAlignedTableNewestFirstWithProgressForUploads) {
+  finished("done.zip", 1, JobState::succeeded);
+  const JobId up = uploading("big.tar.gz", 2, 10 * 1024 * 1024);
+  must(store().record_progress(up, 0, now() - 2s));
+  must(store().record_progress(up, 4 * 1024 * 1024, now() - 1s));  // 4 MiB/s, 40%
+  store::NewJob waiting = new_job("later.zip", 3);
+  waiting.next_attempt_at = now() + 90s;
+  const JobId later = must(store().enqueue(waiting, now())).job;
+
+  const auto result = modeldrop({"jobs"});
+  ASSERT_EQ(result.exit_code, 0) << result.err;
+  std::vector<std::string> lines;
+  std::stringstream stream(result.out);
+  for (std::string line; std::getline(stream, line);) lines.push_back(line);
+  ASSERT_EQ(lines.size(), 4u) << result.out;
+  EXPECT_TRUE(lines[0].starts_with("ID  STATE")) << result.out;
+  EXPECT_TRUE(contains(lines[1], " " + std::to_string(later) + "  pending")) << result.out;
+  EXPECT_TRUE(contains(lines[1], "next attempt in 1m")) << result.out;
+  EXPECT_TRUE(contains(lines[2], "uploading")) << result.out;
+  EXPECT_TRUE(contains(lines[2], "[########------------]  40%  4.0 MiB/s  ETA 2s")) << result.out;
+  EXPECT_TRUE(contains(lines[3], "succeeded")) << result.out;
+  EXPECT_TRUE(contains(lines[3], "file-done.zip")) << result.out;
+  // Aligned: every row's path starts in the same column.
+  const auto path_column = lines[0].find("PATH");
+  EXPECT_EQ(lines[1].find("/spool/in/later.zip"), path_column) << result.out;
+  EXPECT_EQ(lines[2].find("/spool/in/big.tar.gz"), path_column) << result.out;
+  EXPECT_EQ(lines[3].find("/spool/in/done.zip"), path_column) << result.out;
+}
+
+TEST_F(CliTest, JobsFiltersByStateAndLimits) {
+  const JobId failed = finished("f.zip", 1, JobState::failed);
+  const JobId ok = finished("s.zip", 2, JobState::succeeded);
+  add("p1.zip", 3);
+  add("p2.zip", 4);
+  auto value = json_of(modeldrop({"jobs", "--json", "--state", "failed", "--state", "succeeded"}));
+  ASSERT_EQ(value.as_array().size(), 2u);
+  EXPECT_EQ(value.as_array()[0].at("id").as_int64(), ok);
+  EXPECT_EQ(value.as_array()[1].at("id").as_int64(), failed);
+  value = json_of(modeldrop({"jobs", "--json", "--limit", "3"}));
+  EXPECT_EQ(value.as_array().size(), 3u);
+  const auto empty = modeldrop({"jobs", "--state", "cancelled"});
+  EXPECT_EQ(empty.exit_code, 0);
+  EXPECT_EQ(empty.out, "no jobs\n");
+  EXPECT_EQ(json_of(modeldrop({"jobs", "--state", "cancelled", "--json"})).as_array().size(), 0u);
+}
+
+TEST_F(CliTest, JobsJsonIsKeyedByTheContractColumns) {
+  store::NewJob job = new_job("a.zip", 1, 4096);
+  job.project_id = "proj-7";
+  const JobId id = must(store().enqueue(job, now())).job;
+  const auto value = json_of(modeldrop({"jobs", "--json"}));
+  ASSERT_EQ(value.as_array().size(), 1u);
+  const auto& o = value.as_array()[0].as_object();
+  EXPECT_EQ(keys_of(o), std::set<std::string>(kJobKeys.begin(), kJobKeys.end()));
+  EXPECT_EQ(o.at("id").as_int64(), id);
+  EXPECT_EQ(o.at("path"), "/spool/in/a.zip");
+  EXPECT_EQ(o.at("watch_dir"), "/spool/in");
+  EXPECT_EQ(o.at("project_id"), "proj-7");
+  EXPECT_EQ(o.at("size_bytes").to_number<std::int64_t>(), 4096);
+  EXPECT_EQ(o.at("state"), "pending");
+  EXPECT_EQ(o.at("attempts").to_number<std::int64_t>(), 0);
+  EXPECT_TRUE(o.at("sha256").is_null());
+  EXPECT_TRUE(o.at("next_attempt_at").is_null());
+  EXPECT_TRUE(o.at("finished_at").is_null());
+  EXPECT_TRUE(parse_timestamp(o.at("created_at").as_string().c_str()));
+}
+
+TEST_F(CliTest, PathsThatAreNotUtf8AppearWithReplacementCharacters) {
+  store::NewJob job = new_job("caf\xe9.zip", 1);  // Latin-1 é
+  must(store().enqueue(job, now()));
+  const auto value = json_of(modeldrop({"jobs", "--json"}));
+  EXPECT_EQ(value.as_array()[0].at("path"), "/spool/in/caf\xEF\xBF\xBD.zip");
+  const auto table = modeldrop({"jobs"});
+  EXPECT_TRUE(contains(table.out, "/spool/in/caf\xEF\xBF\xBD.zip")) << table.out;
+}
+
+// ---- show
+
+TEST_F(CliTest, ShowPrintsTheJobAndItsAttempts) {
+  const JobId id = uploading("a.zip", 1);
+  AttemptReport retry;
+  retry.job = id;
+  retry.outcome = AttemptOutcome::retry;
+  retry.http_status = 503;
+  retry.bytes_sent = 300;
+  retry.next_state = JobState::pending;
+  retry.error = "HTTP 503: try later";
+  retry.last_error = "HTTP 503: try later";
+  must(store().finish_attempt(retry, now()));
+  must(store().claim_next(now()));
+  must(store().begin_attempt(id, now()));
+
+  const auto result = modeldrop({"show", std::to_string(id)});
+  ASSERT_EQ(result.exit_code, 0) << result.err;
+  EXPECT_TRUE(contains(result.out, "job " + std::to_string(id) + "\n")) << result.out;
+  EXPECT_TRUE(contains(result.out, "state:               uploading")) << result.out;
+  EXPECT_TRUE(contains(result.out, "last error:          HTTP 503: try later")) << result.out;
+  EXPECT_TRUE(contains(result.out, "retry")) << result.out;
+  EXPECT_TRUE(contains(result.out, "running")) << result.out;
+
+  const auto value = json_of(modeldrop({"show", std::to_string(id), "--json"}));
+  auto expected_keys = std::set<std::string>(kJobKeys.begin(), kJobKeys.end());
+  expected_keys.insert("attempt_history");
+  EXPECT_EQ(keys_of(value.as_object()), expected_keys);
+  const auto& history = value.at("attempt_history").as_array();
+  ASSERT_EQ(history.size(), 2u);
+  EXPECT_EQ(keys_of(history[0].as_object()), (std::set<std::string>{"job_id", "attempt", "started_at", "finished_at",
+                                                                     "http_status", "bytes_sent", "outcome", "error"}));
+  EXPECT_EQ(history[0].at("attempt").as_int64(), 1);
+  EXPECT_EQ(history[0].at("outcome"), "retry");
+  EXPECT_EQ(history[0].at("http_status").as_int64(), 503);
+  EXPECT_EQ(history[0].at("bytes_sent").to_number<std::int64_t>(), 300);
+  EXPECT_EQ(history[1].at("attempt").as_int64(), 2);
+  EXPECT_TRUE(history[1].at("outcome").is_null());
+  EXPECT_TRUE(history[1].at("finished_at").is_null());
+}
+
+TEST_F(CliTest, ShowOfAnUnknownJobIsExit1) {
+  const auto result = modeldrop({"show", "77"});
+  EXPECT_EQ(result.exit_code, 1);
+  EXPECT_EQ(result.err, "modeldrop: job 77: no such job\n");
+  EXPECT_TRUE(result.out.empty());
+}
+
+// ---- retry and cancel
+
+TEST_F(CliTest, RetryActsOnTheJobsItCanAndReportsTheOthers) {
+  const JobId failed = finished("f.zip", 1, JobState::failed);
+  const JobId ok = finished("s.zip", 2, JobState::succeeded);
+  const auto result = modeldrop({"retry", std::to_string(failed), "999", std::to_string(ok)});
+  EXPECT_EQ(result.exit_code, 1);
+  EXPECT_TRUE(contains(result.out, "job " + std::to_string(failed) + ": back to pending (was failed)")) << result.out;
+  EXPECT_TRUE(contains(result.err, "modeldrop: job 999: no such job")) << result.err;
+  EXPECT_TRUE(contains(result.err, "job " + std::to_string(ok) + " is succeeded; only failed or cancelled jobs"))
+      << result.err;
+  EXPECT_EQ(state_of(failed), JobState::pending);
+  EXPECT_EQ(state_of(ok), JobState::succeeded);
+  EXPECT_EQ(must(store().find_job(failed))->attempts, 0);
+}
+
+TEST_F(CliTest, RetryFailedTakesEveryFailedJob) {
+  const JobId a = finished("a.zip", 1, JobState::failed);
+  const JobId b = finished("b.zip", 2, JobState::failed);
+  const auto result = modeldrop({"retry", "--failed"});
+  EXPECT_EQ(result.exit_code, 0) << result.err;
+  EXPECT_EQ(result.out, "2 failed jobs back to pending: " + std::to_string(a) + " " + std::to_string(b) + "\n");
+  EXPECT_EQ(state_of(a), JobState::pending);
+  EXPECT_EQ(state_of(b), JobState::pending);
+  EXPECT_EQ(modeldrop({"retry", "--failed"}).out, "no failed jobs to retry\n");
+}
+
+TEST_F(CliTest, CancelStopsPendingAndUploadingJobs) {
+  const JobId ok = finished("s.zip", 3, JobState::succeeded);
+  const JobId up = uploading("u.zip", 1);
+  const JobId waiting = add("p.zip", 2);
+  EXPECT_FALSE(must(store().external_change_seen()));
+  const auto result = modeldrop({"cancel", std::to_string(up), std::to_string(waiting), std::to_string(ok)});
+  EXPECT_EQ(result.exit_code, 1);
+  EXPECT_TRUE(contains(result.out, "job " + std::to_string(up) + ": cancelled (the daemon aborts its upload"))
+      << result.out;
+  EXPECT_TRUE(contains(result.out, "job " + std::to_string(waiting) + ": cancelled\n")) << result.out;
+  EXPECT_TRUE(contains(result.err, "is succeeded; only pending or uploading jobs can be cancelled")) << result.err;
+  EXPECT_EQ(state_of(up), JobState::cancelled);
+  EXPECT_EQ(state_of(waiting), JobState::cancelled);
+  // A daemon polling its connection learns of it, and which upload to abort.
+  EXPECT_TRUE(must(store().external_change_seen()));
+  const JobId in_flight[] = {up};
+  EXPECT_EQ(must(store().cancelled_among(in_flight)), std::vector<JobId>{up});
+  EXPECT_EQ(modeldrop({"cancel", std::to_string(up), std::to_string(waiting)}).exit_code, 1) << "already cancelled";
+}
+
+// ---- add
+
+TEST_F(CliTest, AddQueuesARegularFileWithItsIdentity) {
+  const auto file = dir_.write("upload/model.zip", std::string(5000, 'm'));
+  const auto result = modeldrop({"add", file.string(), "--project", "proj-1"});
+  EXPECT_EQ(result.exit_code, 0) << result.err;
+  EXPECT_TRUE(contains(result.out, ": queued " + file.string())) << result.out;
+  const auto jobs = must(store().list_jobs({}, 10));
+  ASSERT_EQ(jobs.size(), 1u);
+  struct stat info {};
+  ASSERT_EQ(::stat(file.c_str(), &info), 0);
+  EXPECT_EQ(jobs[0].path, file);
+  EXPECT_FALSE(jobs[0].watch_dir);
+  EXPECT_EQ(jobs[0].project_id, "proj-1");
+  EXPECT_EQ(jobs[0].size_bytes, 5000u);
+  EXPECT_EQ(jobs[0].file.inode, info.st_ino);
+  EXPECT_EQ(jobs[0].file.device, info.st_dev);
+  EXPECT_EQ(jobs[0].file.mtime_ns, info.st_mtim.tv_sec * 1'000'000'000 + info.st_mtim.tv_nsec);
+  EXPECT_TRUE(std::filesystem::exists(file)) << "added files stay where they are";
+}
+
+TEST_F(CliTest, AddFollowsTheSameFileRule) {
+  const auto file = dir_.write("model.zip", "first");
+  ASSERT_EQ(modeldrop({"add", file.string()}).exit_code, 0);
+  auto again = modeldrop({"add", file.string()});
+  EXPECT_EQ(again.exit_code, 0) << again.err;
+  EXPECT_TRUE(contains(again.out, "already queued (pending)")) << again.out;
+  dir_.write("model.zip", "second, longer content");
+  auto changed = modeldrop({"add", file.string()});
+  EXPECT_EQ(changed.exit_code, 0) << changed.err;
+  EXPECT_TRUE(contains(changed.out, "updated for the changed file")) << changed.out;
+  const auto jobs = must(store().list_jobs({}, 10));
+  ASSERT_EQ(jobs.size(), 1u);
+  EXPECT_EQ(jobs[0].size_bytes, 22u);
+}
+
+TEST_F(CliTest, AddRefusesWhatIsNotAReadableRegularFileAndQueuesTheRest) {
+  const auto good = dir_.write("good.zip", "x");
+  std::filesystem::create_directories(dir_ / "a-directory.zip");
+  ASSERT_EQ(::mkfifo((dir_ / "fifo.zip").c_str(), 0600), 0);
+  const auto result = modeldrop({"add", (dir_ / "missing.zip").string(), (dir_ / "a-directory.zip").string(),
+                                 (dir_ / "fifo.zip").string(), good.string()});
+  EXPECT_EQ(result.exit_code, 1);
+  EXPECT_TRUE(contains(result.err, "missing.zip: No such file or directory")) << result.err;
+  EXPECT_TRUE(contains(result.err, "a-directory.zip: not a regular file")) << result.err;
+  EXPECT_TRUE(contains(result.err, "fifo.zip: not a regular file")) << result.err;
+  const auto jobs = must(store().list_jobs({}, 10));
+  ASSERT_EQ(jobs.size(), 1u);
+  EXPECT_EQ(jobs[0].path, good);
+}
+
+TEST_F(CliTest, AddQueuesTheRealFileBehindASymlink) {
+  const auto target = dir_.write("real/model.zip", "content");
+  std::filesystem::create_symlink(target, dir_ / "link.zip");
+  const auto result = modeldrop({"add", (dir_ / "link.zip").string()});
+  EXPECT_EQ(result.exit_code, 0) << result.err;
+  EXPECT_EQ(must(store().list_jobs({}, 1)).at(0).path, target);
+}
+
+TEST_F(CliTest, AddWarnsAboutDirectoriesTheServiceCannotSee) {
+  // The temp dir is under /tmp (unless $TMPDIR says otherwise).
+  const auto file = dir_.write("m.zip", "x");
+  const auto result = modeldrop({"add", file.string()});
+  EXPECT_EQ(result.exit_code, 0) << result.err;
+  if (std::filesystem::canonical(file).string().starts_with("/tmp/")) {
+    EXPECT_TRUE(contains(result.err, "warning: " + std::filesystem::canonical(file).string() + " is under /tmp"))
+        << result.err;
+  }
+}
+
+// ---- pause and resume
+
+TEST_F(CliTest, PauseAndResumeLastAcrossRuns) {
+  auto result = modeldrop({"pause"});
+  EXPECT_EQ(result.exit_code, 0) << result.err;
+  EXPECT_TRUE(contains(result.out, "uploads paused"));
+  EXPECT_TRUE(must(store().is_paused()));
+  EXPECT_TRUE(contains(modeldrop({"pause"}).out, "already paused"));
+  EXPECT_TRUE(contains(modeldrop({"status"}).out, "uploads:  paused since"));
+  EXPECT_EQ(json_of(modeldrop({"status", "--json"})).at("paused"), true);
+  add("a.zip", 1);
+  EXPECT_FALSE(must(store().claim_next(now())));
+  result = modeldrop({"resume"});
+  EXPECT_EQ(result.exit_code, 0) << result.err;
+  EXPECT_EQ(result.out, "uploads resumed\n");
+  EXPECT_FALSE(must(store().is_paused()));
+  EXPECT_EQ(modeldrop({"resume"}).out, "uploads were not paused\n");
+}
+
+}  // namespace
+}  // namespace modeldrop

@@ -1,0 +1,60 @@
+// The human forms `modeldrop` prints: spans, progress bars, terminal-safe text.
+#include "cli/job_format.hpp"
+
+#include <gtest/gtest.h>
+
+namespace modeldrop::cli {
+namespace {
+
+using namespace std::chrono_literals;
+
+TEST(FormatSpan, ShortestReadableUnits) {
+  EXPECT_EQ(format_span(0s), "0s");
+  EXPECT_EQ(format_span(-5s), "0s");
+  EXPECT_EQ(format_span(59s), "59s");
+  EXPECT_EQ(format_span(65s), "1m05s");
+  EXPECT_EQ(format_span(3600s + 7 * 60s), "1h07m");
+  EXPECT_EQ(format_span(2 * 86400s + 4 * 3600s), "2d04h");
+}
+
+TEST(ProgressLine, ShowsBarPercentRateAndEta) {
+  store::Job job;
+  job.state = store::JobState::uploading;
+  job.size_bytes = 1000;
+  job.bytes_sent = 250;
+  EXPECT_EQ(progress_line(job), "[#####---------------]  25%  -  ETA -");
+  job.upload_rate_bytes_per_s = 100;
+  EXPECT_EQ(progress_line(job), "[#####---------------]  25%  100 B/s  ETA 8s");
+  job.bytes_sent = 1000;
+  EXPECT_EQ(progress_line(job), "[####################] 100%  100 B/s  ETA 0s");
+  job.size_bytes = 0;
+  job.bytes_sent = 0;
+  EXPECT_EQ(progress_line(job), "[####################] 100%  100 B/s  ETA 0s");
+}
+
+TEST(Printable, EscapesControlCharactersAndReplacesInvalidUtf8) {
+  EXPECT_EQ(printable("plain/path.zip"), "plain/path.zip");
+  EXPECT_EQ(printable("a\nb\tc\x1b[31m"), "a\\nb\\tc\\x1b[31m");
+  EXPECT_EQ(printable("caf\xe9"), "caf\xEF\xBF\xBD");
+  EXPECT_EQ(printable("\xC3\xA9t\xC3\xA9"), "\xC3\xA9t\xC3\xA9");
+}
+
+TEST(JobSituation, SaysWhatEachStateIsWaitingFor) {
+  const WallTime now = *parse_timestamp("2026-03-01T12:00:00.000Z");
+  store::Job job;
+  job.state = store::JobState::pending;
+  EXPECT_EQ(job_situation(job, now), "due now");
+  job.next_attempt_at = now + 95s;
+  job.last_error = "HTTP 503";
+  EXPECT_EQ(job_situation(job, now), "next attempt in 1m35s; HTTP 503");
+  job.state = store::JobState::failed;
+  job.last_error = std::string(100, 'e');
+  EXPECT_EQ(job_situation(job, now), std::string(59, 'e') + "\u2026");
+  job.state = store::JobState::succeeded;
+  job.file_id = "file-1";
+  job.duplicate_of = 4;
+  EXPECT_EQ(job_situation(job, now), "file-1 (same content as job 4)");
+}
+
+}  // namespace
+}  // namespace modeldrop::cli
