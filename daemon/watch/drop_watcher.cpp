@@ -102,14 +102,19 @@ struct KnownFile {
   FileState reported_state;
 };
 
+// Only what lies inside this entry's tree matters, so an unrelated entry's change leaves it alone.
 std::vector<fs::path> excluded_for(const config::WatchConfig& watch, const std::vector<config::WatchConfig>& all) {
   std::vector<fs::path> excluded;
   const std::string path = normalized(watch.path);
+  const auto exclude_if_inside = [&](const fs::path& candidate) {
+    std::string text = normalized(candidate);
+    if (is_under(text, path)) excluded.emplace_back(std::move(text));
+  };
   for (const auto& other : all) {
-    excluded.emplace_back(normalized(other.done_dir));
-    excluded.emplace_back(normalized(other.failed_dir));
+    exclude_if_inside(other.done_dir);
+    exclude_if_inside(other.failed_dir);
     // A watch entry inside a recursive one owns its own directory.
-    if (is_under(normalized(other.path), path)) excluded.emplace_back(normalized(other.path));
+    if (&other != &watch) exclude_if_inside(other.path);
   }
   return excluded;
 }
@@ -245,6 +250,7 @@ class DropWatcher::Impl : public std::enable_shared_from_this<DropWatcher::Impl>
   }
   [[nodiscard]] std::size_t settling_count() const { return tracker_.size(); }
   [[nodiscard]] std::size_t watched_directory_count() const { return dirs_by_wd_.size(); }
+  [[nodiscard]] std::size_t overflow_count() const { return overflows_; }
 
  private:
   // Scans one tree: adds a watch to each directory before listing it.
@@ -347,6 +353,7 @@ class DropWatcher::Impl : public std::enable_shared_from_this<DropWatcher::Impl>
     }
     parsed_.clear();
     if (overflow) {
+      ++overflows_;
       warn_limited("overflow",
                    "inotify events were lost (queue overflow; fs.inotify.max_queued_events = {}): rescanning",
                    read_sysctl("/proc/sys/fs/inotify/max_queued_events"));
@@ -726,6 +733,7 @@ class DropWatcher::Impl : public std::enable_shared_from_this<DropWatcher::Impl>
   std::map<std::string, KnownFile> files_;  // ordered: a subtree is a key range
   SettleTracker tracker_;
   std::uint64_t generation_ = 0;
+  std::size_t overflows_ = 0;
 
   std::optional<SettleTracker::TimePoint> settle_armed_;
   std::uint64_t settle_wait_ = 0;
@@ -765,6 +773,9 @@ std::size_t DropWatcher::settling_count() const {
 }
 std::size_t DropWatcher::watched_directory_count() const {
   return impl_->watched_directory_count();
+}
+std::size_t DropWatcher::overflow_count() const {
+  return impl_->overflow_count();
 }
 
 std::string_view to_string(DropWatcher::Mode mode) {

@@ -92,6 +92,8 @@ class DropWatcher {
   [[nodiscard]] Mode mode(std::size_t watch_index) const;
   [[nodiscard]] std::size_t settling_count() const;
   [[nodiscard]] std::size_t watched_directory_count() const;
+  // Event-queue overflows handled so far (each one triggered a full rescan).
+  [[nodiscard]] std::size_t overflow_count() const;
 
   class Impl;
 
