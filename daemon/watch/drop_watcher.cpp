@@ -138,8 +138,7 @@ std::unique_ptr<Root> make_root(const config::WatchConfig& watch, std::size_t in
 class DropWatcher::Impl : public std::enable_shared_from_this<DropWatcher::Impl> {
  public:
   Impl(asio::io_context& io, std::vector<config::WatchConfig> watches, WatchEvents& events, DropWatcherOptions options)
-      : io_(io),
-        events_(events),
+      : events_(events),
         options_(options),
         stream_(io),
         settle_timer_(io),
@@ -716,7 +715,6 @@ class DropWatcher::Impl : public std::enable_shared_from_this<DropWatcher::Impl>
     });
   }
 
-  asio::io_context& io_;
   WatchEvents& events_;
   DropWatcherOptions options_;
   asio::posix::stream_descriptor stream_;
