@@ -32,8 +32,10 @@ using Activity = SettleTracker::Activity;
 
 // IN_EXCL_UNLINK: a file unlinked while open stops producing events; IN_ONLYDIR: a watch
 // path replaced by a file fails instead of watching the file.
-constexpr std::uint32_t kWatchMask = IN_CLOSE_WRITE | IN_MOVED_TO | IN_MODIFY | IN_CREATE | IN_DELETE | IN_MOVED_FROM |
-                                     IN_DELETE_SELF | IN_MOVE_SELF | IN_ONLYDIR | IN_EXCL_UNLINK;
+// IN_ATTRIB: an mtime set after the last write (cp -p, touch) changes the file's identity
+// (CONTRACT §6), so a reported file is settled and reported again.
+constexpr std::uint32_t kWatchMask = IN_CLOSE_WRITE | IN_MOVED_TO | IN_MODIFY | IN_CREATE | IN_ATTRIB | IN_DELETE |
+                                     IN_MOVED_FROM | IN_DELETE_SELF | IN_MOVE_SELF | IN_ONLYDIR | IN_EXCL_UNLINK;
 
 // Holds a burst of events in few reads; far above the sizeof(inotify_event) + NAME_MAX + 1 minimum.
 constexpr std::size_t kReadBufferBytes = 256 * 1024;
@@ -406,6 +408,9 @@ class DropWatcher::Impl : public std::enable_shared_from_this<DropWatcher::Impl>
       events_.file_removed(path);
       return;
     }
+    // A settling file's deadline check compares mtime and ctime anyway; an attribute change must
+    // not end the wait for a writer that has not closed yet.
+    if ((mask & IN_ATTRIB) != 0 && tracker_.contains(path)) return;
     const Activity activity = (mask & (IN_MODIFY | IN_CREATE)) != 0 ? Activity::written : Activity::closed;
     struct stat st {};
     if (::lstat(path.c_str(), &st) != 0) {

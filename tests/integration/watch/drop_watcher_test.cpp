@@ -229,6 +229,49 @@ TEST_F(DropWatcherTest, AFileChangedAfterItWasReportedIsReportedAgainOnceSettled
   EXPECT_EQ(events_.unique.size(), 2u);  // a changed file is a new (path, inode, size, mtime)
 }
 
+TEST_F(DropWatcherTest, AnMtimeSetAfterTheLastWriteIsFollowed) {
+  // cp -p writes, closes, then sets the source's mtime: the file's identity is the final one.
+  TempDir outside;
+  const auto source = outside.write("model.zip", "preserved");
+  const auto old_time = fs::last_write_time(source) - std::chrono::hours(24);
+  fs::last_write_time(source, old_time);
+  start({watch_config(incoming_, 0ms)});
+  const auto copied = test::run_process({"/bin/cp", "-p", source.string(), incoming_.string() + "/"});
+  ASSERT_EQ(copied.exit_code, 0) << copied.err;
+  struct stat st {};
+  ASSERT_EQ(::stat((incoming_ / "model.zip").c_str(), &st), 0);
+  const std::int64_t final_mtime = std::int64_t{st.st_mtim.tv_sec} * 1000000000 + st.st_mtim.tv_nsec;
+  ASSERT_TRUE(run_until([&] {
+    const ReadyFile* last = events_.last_ready(incoming_ / "model.zip");
+    return last != nullptr && last->mtime_ns == final_mtime;
+  }));
+  // touch on a reported file (atime and mtime: IN_ATTRIB): reported again with the new mtime.
+  // (An mtime-only change arrives as IN_MODIFY, which settle 0 treats as a writer at work.)
+  const std::size_t before = events_.ready.size();
+  const auto touched =
+      test::run_process({"/usr/bin/touch", "-d", "2021-06-01 12:00", (incoming_ / "model.zip").string()});
+  ASSERT_EQ(touched.exit_code, 0) << touched.err;
+  ASSERT_TRUE(run_until([&] { return events_.ready.size() == before + 1; }));
+  EXPECT_EQ(events_.changing.back(), (incoming_ / "model.zip").string());
+}
+
+TEST_F(DropWatcherTest, TheSafetyRescanCatchesWhatNoEventReported) {
+  const fs::path file = incoming_ / "model.zip";
+  write_file(file, "12345");
+  // Written through a hard link elsewhere, the inode changes without an event for this directory.
+  fs::create_hard_link(file, incoming_.parent_path() / "elsewhere-link");
+  auto options = fast_options();
+  options.safety_rescan_interval = 300ms;
+  start({watch_config(incoming_)}, options);
+  ASSERT_TRUE(run_until([&] { return events_.ready.size() == 1; }));
+  {
+    std::ofstream out(incoming_.parent_path() / "elsewhere-link", std::ios::app);
+    out << "67890";
+  }
+  ASSERT_TRUE(run_until([&] { return events_.ready.size() == 2; }));
+  EXPECT_EQ(events_.ready[1].size, 10u);
+}
+
 TEST_F(DropWatcherTest, ADeletedFileIsReportedRemoved) {
   start({watch_config(incoming_)});
   const fs::path file = incoming_ / "model.zip";
