@@ -561,6 +561,26 @@ TEST_F(DropWatcherTest, EachWatchEntryHasItsOwnProjectAndPatterns) {
   EXPECT_EQ(z->mtime_ns, std::int64_t{st.st_mtim.tv_sec} * 1000000000 + st.st_mtim.tv_nsec);
 }
 
+TEST_F(DropWatcherTest, AnEntryNestedInARecursiveOneOwnsItsDirectory) {
+  auto outer = watch_config(incoming_);
+  outer.recursive = true;
+  outer.project_id = "outer";
+  const fs::path team = incoming_ / "team-b";
+  fs::create_directories(team);
+  auto inner = watch_config(team);
+  inner.project_id = "inner";
+  start({outer, inner});
+  write_file(team / "b.zip", "b");
+  write_file(incoming_ / "a.zip", "a");
+  ASSERT_TRUE(run_until([&] { return events_.ready.size() == 2; }));
+  watcher_->rescan_all();
+  run_quietly(300ms);
+  ASSERT_EQ(events_.ready.size(), 2u);
+  EXPECT_EQ(events_.last_ready(team / "b.zip")->project_id, std::optional<std::string>("inner"));
+  EXPECT_EQ(events_.last_ready(team / "b.zip")->watch_index, 1u);
+  EXPECT_EQ(events_.last_ready(incoming_ / "a.zip")->project_id, std::optional<std::string>("outer"));
+}
+
 TEST_F(DropWatcherTest, ReconfigureAddsAndDropsWatches) {
   const fs::path other = dir_ / "other";
   fs::create_directories(other);
