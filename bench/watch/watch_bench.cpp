@@ -103,8 +103,11 @@ int latency(const fs::path& base, std::size_t samples) {
   return 0;
 }
 
-int burst(const fs::path& base, std::size_t files) {
-  const fs::path in = base / "burst-in", staging = base / "burst-staging";
+// concurrent: renamed by another thread while the loop runs (the end-to-end figure);
+// otherwise renamed while the loop is idle, so the figure is the watcher's own processing time.
+int burst(const fs::path& base, std::size_t files, bool concurrent) {
+  const std::string tag = concurrent ? "burst-live" : "burst-queued";
+  const fs::path in = base / (tag + "-in"), staging = base / (tag + "-staging");
   fs::create_directories(in);
   fs::create_directories(staging);
   std::vector<std::string> names;
@@ -116,26 +119,38 @@ int burst(const fs::path& base, std::size_t files) {
   CountingEvents events;
   DropWatcher watcher(io, {watch_of(in)}, events);
   watcher.start();
-  std::atomic<bool> moved{false};
   SteadyClock::time_point moved_at;
-  const auto began = SteadyClock::now();
-  std::thread mover([&] {
+  const auto move_all = [&] {
     for (const auto& name : names) fs::rename(staging / name, in / name);
     moved_at = SteadyClock::now();
-    moved = true;
-  });
+  };
+  const auto began = SteadyClock::now();
+  std::thread mover;
+  if (concurrent) {
+    mover = std::thread(move_all);
+  } else {
+    move_all();
+  }
+  const auto loop_began = SteadyClock::now();
   const bool all = run_until(
       io, [&] { return events.unique.size() == files; }, 300s);
-  mover.join();
+  if (mover.joinable()) mover.join();
   if (!all) {
     std::fprintf(stderr, "only %zu of %zu files reported\n", events.unique.size(), files);
     return 1;
   }
-  std::printf(
-      "burst of %zu renames -> all reported (settle 0): %.1f ms (renames alone took %.1f ms); "
-      "%zu ready calls, %zu overflow(s)\n",
-      files, micros(events.last_at - began) / 1000.0, micros(moved_at - began) / 1000.0, events.calls,
-      watcher.overflow_count());
+  if (concurrent) {
+    std::printf(
+        "burst of %zu renames by another thread -> all reported (settle 0): %.1f ms after the first rename "
+        "(the renames alone took %.1f ms); %zu ready calls, %zu overflow(s)\n",
+        files, micros(events.last_at - began) / 1000.0, micros(moved_at - began) / 1000.0, events.calls,
+        watcher.overflow_count());
+  } else {
+    std::printf(
+        "burst of %zu renames queued before the loop ran -> all reported (settle 0): %.1f ms of processing; "
+        "%zu ready calls, %zu overflow(s)\n",
+        files, micros(events.last_at - loop_began) / 1000.0, events.calls, watcher.overflow_count());
+  }
   return 0;
 }
 
@@ -156,7 +171,8 @@ int main(int argc, char** argv) {
   if (::mkdtemp(pattern.data()) == nullptr) return 1;
   const fs::path work = pattern;
   int rc = latency(work, samples);
-  if (rc == 0) rc = burst(work, files);
+  if (rc == 0) rc = burst(work, files, true);
+  if (rc == 0) rc = burst(work, files, false);
   fs::remove_all(work);
   return rc;
 }
