@@ -1,0 +1,225 @@
+#include "watch/after_action.hpp"
+
+#include "common/text.hpp"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <array>
+#include <cerrno>
+#include <cstdio>
+#include <vector>
+
+namespace modeldrop::watch {
+namespace {
+
+namespace fs = std::filesystem;
+
+// More numbered names than any done directory holds for one archive name.
+constexpr unsigned kMaxNumberedNames = 100000;
+
+class FileDescriptor {
+ public:
+  explicit FileDescriptor(int fd) : fd_(fd) {}
+  ~FileDescriptor() {
+    if (fd_ >= 0) ::close(fd_);
+  }
+  FileDescriptor(const FileDescriptor&) = delete;
+  FileDescriptor& operator=(const FileDescriptor&) = delete;
+  [[nodiscard]] int get() const { return fd_; }
+  [[nodiscard]] bool valid() const { return fd_ >= 0; }
+  // close(2)'s own result matters after writing: it can report a deferred write error.
+  int close() {
+    const int rc = ::close(fd_);
+    fd_ = -1;
+    return rc;
+  }
+
+ private:
+  int fd_;
+};
+
+// Renames (or links) `from` to the first free numbered name in `dir`. nullopt when `from`
+// is on another filesystem than `dir`.
+Result<std::optional<fs::path>> place_under_free_name(const fs::path& from, const fs::path& dir,
+                                                      std::string_view name) {
+  for (unsigned n = 0; n < kMaxNumberedNames; ++n) {
+    fs::path candidate = dir / numbered_name(name, n);
+    if (::renameat2(AT_FDCWD, from.c_str(), AT_FDCWD, candidate.c_str(), RENAME_NOREPLACE) == 0) {
+      return std::optional<fs::path>(std::move(candidate));
+    }
+    int error = errno;
+    if (error == EINVAL || error == ENOSYS) {
+      // A filesystem without RENAME_NOREPLACE: link(2) fails on an existing name just the same.
+      if (::link(from.c_str(), candidate.c_str()) == 0) {
+        if (::unlink(from.c_str()) != 0) {
+          error = errno;
+          ::unlink(candidate.c_str());
+          return errno_error("cannot remove " + from.string() + " after linking it to " + candidate.string(), error);
+        }
+        return std::optional<fs::path>(std::move(candidate));
+      }
+      error = errno;
+    }
+    if (error == EEXIST) continue;
+    if (error == EXDEV) return std::optional<fs::path>();
+    return errno_error("cannot move " + from.string() + " to " + candidate.string(), error);
+  }
+  return make_error("cannot move " + from.string() + " into " + dir.string() + ": every numbered name up to " +
+                    std::to_string(kMaxNumberedNames) + " is taken");
+}
+
+Result<void> copy_contents(int from, int to, std::uint64_t expected, const fs::path& file) {
+  std::uint64_t copied = 0;
+  bool kernel_copy = true;
+  std::vector<char> buffer;
+  for (;;) {
+    ssize_t n = 0;
+    if (kernel_copy) {
+      n = ::copy_file_range(from, nullptr, to, nullptr, std::size_t{1} << 30, 0);
+      if (n < 0 && (errno == EXDEV || errno == EINVAL || errno == ENOSYS || errno == EOPNOTSUPP) && copied == 0) {
+        kernel_copy = false;
+        buffer.resize(std::size_t{1} << 20);
+        continue;
+      }
+    } else {
+      n = ::read(from, buffer.data(), buffer.size());
+      for (ssize_t written = 0; n > 0 && written < n;) {
+        const ssize_t w = ::write(to, buffer.data() + written, static_cast<std::size_t>(n - written));
+        if (w < 0) {
+          if (errno == EINTR) continue;
+          return errno_error("cannot write the copy of " + file.string(), errno);
+        }
+        written += w;
+      }
+    }
+    if (n == 0) break;
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      return errno_error("cannot copy " + file.string(), errno);
+    }
+    copied += static_cast<std::uint64_t>(n);
+  }
+  if (copied != expected) {
+    return make_error("cannot copy " + file.string() + ": it changed while it was copied (" + std::to_string(copied) +
+                      " of " + std::to_string(expected) + " bytes)");
+  }
+  return {};
+}
+
+Result<fs::path> move_across_filesystems(const fs::path& file, const fs::path& dir, std::string_view name) {
+  FileDescriptor source(::open(file.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC));
+  if (!source.valid()) return errno_error("cannot open " + file.string() + " to copy it to " + dir.string(), errno);
+  struct stat st {};
+  if (::fstat(source.get(), &st) != 0) return errno_error("cannot examine " + file.string(), errno);
+  if (!S_ISREG(st.st_mode)) return make_error("cannot move " + file.string() + ": not a regular file");
+
+  // A dot name: ignored by any watcher that might see the done directory (CONTRACT §3).
+  std::string temporary = (dir / ("." + std::string(name) + ".modeldrop-XXXXXX")).string();
+  FileDescriptor copy(::mkostemp(temporary.data(), O_CLOEXEC));
+  if (!copy.valid()) return errno_error("cannot create a temporary file in " + dir.string(), errno);
+  const auto fail = [&](Error error) -> Result<fs::path> {
+    ::unlink(temporary.c_str());
+    return error;
+  };
+
+  if (auto copied = copy_contents(source.get(), copy.get(), static_cast<std::uint64_t>(st.st_size), file); !copied) {
+    return fail(copied.error());
+  }
+  const std::array<struct timespec, 2> times{st.st_atim, st.st_mtim};
+  if (::fchmod(copy.get(), st.st_mode & 07777) != 0 || ::futimens(copy.get(), times.data()) != 0) {
+    return fail(errno_error("cannot set the mode and times of the copy of " + file.string(), errno));
+  }
+  if (::fsync(copy.get()) != 0 || copy.close() != 0) {
+    return fail(errno_error("cannot write the copy of " + file.string() + " to disk", errno));
+  }
+  auto placed = place_under_free_name(temporary, dir, name);
+  if (!placed) return fail(placed.error());
+  if (!placed->has_value())
+    return fail(make_error("cannot rename within " + dir.string() + ": reported as cross-device"));
+  const fs::path destination = **placed;
+
+  FileDescriptor directory(::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  if (!directory.valid() || ::fsync(directory.get()) != 0) {
+    const int error = errno;
+    ::unlink(destination.c_str());
+    return errno_error("cannot write directory " + dir.string() + " to disk", error);
+  }
+  if (::unlink(file.c_str()) != 0) {
+    // Keep exactly one copy: the source stays where the job says it is.
+    const int error = errno;
+    ::unlink(destination.c_str());
+    return errno_error("copied " + file.string() + " to " + dir.string() + " but cannot remove the original", error);
+  }
+  // in_place: a path also converts to Error's message, which makes the plain conversion ambiguous.
+  return Result<fs::path>(boost::system::in_place_value, destination);
+}
+
+}  // namespace
+
+std::string_view archive_extension(std::string_view name) {
+  const std::string lower = ascii_lower(name);
+  constexpr std::array<std::string_view, 4> kArchiveExtensions{".tar.gz", ".tgz", ".zip", ".tar"};
+  for (const auto extension : kArchiveExtensions) {
+    if (lower.size() > extension.size() && std::string_view(lower).ends_with(extension)) {
+      return name.substr(name.size() - extension.size());
+    }
+  }
+  const auto dot = name.rfind('.');
+  if (dot == std::string_view::npos || dot == 0) return {};
+  return name.substr(dot);
+}
+
+std::string numbered_name(std::string_view name, unsigned n) {
+  if (n == 0) return std::string(name);
+  const std::string_view extension = archive_extension(name);
+  const std::string_view stem = name.substr(0, name.size() - extension.size());
+  return std::string(stem) + "." + std::to_string(n) + std::string(extension);
+}
+
+fs::path target_directory(const fs::path& file, const fs::path& watch_dir, const fs::path& target_root) {
+  const fs::path relative = file.parent_path().lexically_relative(watch_dir);
+  if (relative.empty() || relative == "." || *relative.begin() == "..") return target_root;
+  return target_root / relative;
+}
+
+Result<fs::path> move_into(const fs::path& file, const fs::path& dir) {
+  const std::string name = file.filename().string();
+  if (name.empty()) return make_error("cannot move " + file.string() + ": no file name");
+  std::error_code ec;
+  fs::create_directories(dir, ec);
+  if (ec) return make_error("cannot create " + dir.string() + ": " + ec.message(), ec);
+  auto placed = place_under_free_name(file, dir, name);
+  if (!placed) return placed.error();
+  if (placed->has_value()) return Result<fs::path>(boost::system::in_place_value, **placed);
+  return move_across_filesystems(file, dir, name);
+}
+
+Result<void> remove_file(const fs::path& file) {
+  if (::unlink(file.c_str()) != 0 && errno != ENOENT) return errno_error("cannot delete " + file.string(), errno);
+  return {};
+}
+
+Result<std::optional<fs::path>> apply_success_action(const config::WatchConfig& watch, const fs::path& file) {
+  switch (watch.on_success) {
+    case config::SuccessAction::keep:
+      return std::optional<fs::path>(file);
+    case config::SuccessAction::remove:
+      if (auto removed = remove_file(file); !removed) return removed.error();
+      return std::optional<fs::path>();
+    case config::SuccessAction::move:
+      break;
+  }
+  auto moved = move_into(file, target_directory(file, watch.path, watch.done_dir));
+  if (!moved) return moved.error();
+  return std::optional<fs::path>(std::move(*moved));
+}
+
+Result<std::optional<fs::path>> apply_failure_action(const config::WatchConfig& watch, const fs::path& file) {
+  if (watch.on_failure == config::FailureAction::keep) return std::optional<fs::path>(file);
+  auto moved = move_into(file, target_directory(file, watch.path, watch.failed_dir));
+  if (!moved) return moved.error();
+  return std::optional<fs::path>(std::move(*moved));
+}
+
+}  // namespace modeldrop::watch

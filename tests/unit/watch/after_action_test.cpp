@@ -1,0 +1,144 @@
+#include "watch/after_action.hpp"
+
+#include "support/temp_dir.hpp"
+
+#include <gtest/gtest.h>
+
+#include <sys/stat.h>
+#include <unistd.h>
+#include <cstdlib>
+#include <fstream>
+
+namespace modeldrop::watch {
+namespace {
+
+namespace fs = std::filesystem;
+using test::read_file;
+using test::TempDir;
+
+TEST(AfterAction, NumberedNamesGoBeforeTheArchiveExtension) {
+  EXPECT_EQ(numbered_name("model.tar.gz", 0), "model.tar.gz");
+  EXPECT_EQ(numbered_name("model.tar.gz", 1), "model.1.tar.gz");
+  EXPECT_EQ(numbered_name("model.TAR.GZ", 2), "model.2.TAR.GZ");
+  EXPECT_EQ(numbered_name("model.tgz", 3), "model.3.tgz");
+  EXPECT_EQ(numbered_name("v1.2.zip", 1), "v1.2.1.zip");
+  EXPECT_EQ(numbered_name("weights.tar", 10), "weights.10.tar");
+  EXPECT_EQ(numbered_name("weights.bin", 1), "weights.1.bin");
+  EXPECT_EQ(numbered_name("README", 1), "README.1");
+  EXPECT_EQ(archive_extension("archive.gz"), ".gz");
+  EXPECT_EQ(archive_extension(".zip"), "");
+}
+
+TEST(AfterAction, TargetDirectoryKeepsSubfolders) {
+  EXPECT_EQ(target_directory("/in/a.zip", "/in", "/in/done"), fs::path("/in/done"));
+  EXPECT_EQ(target_directory("/in/team/run1/a.zip", "/in", "/in/done"), fs::path("/in/done/team/run1"));
+  EXPECT_EQ(target_directory("/elsewhere/a.zip", "/in", "/archive"), fs::path("/archive"));
+}
+
+TEST(AfterAction, MoveCreatesTheDirectoryAndNumbersCollisions) {
+  TempDir dir;
+  const auto first = dir.write("in/model.tar.gz", "first");
+  const auto moved = move_into(first, dir / "done/sub");
+  ASSERT_TRUE(moved) << moved.error().message;
+  EXPECT_EQ(*moved, dir / "done/sub/model.tar.gz");
+  EXPECT_FALSE(fs::exists(first));
+
+  const auto second = dir.write("in/model.tar.gz", "second");
+  const auto third = dir.write("in2/model.tar.gz", "third");
+  ASSERT_EQ(move_into(second, dir / "done/sub").value(), dir / "done/sub/model.1.tar.gz");
+  ASSERT_EQ(move_into(third, dir / "done/sub").value(), dir / "done/sub/model.2.tar.gz");
+  EXPECT_EQ(read_file(dir / "done/sub/model.tar.gz"), "first");
+  EXPECT_EQ(read_file(dir / "done/sub/model.1.tar.gz"), "second");
+  EXPECT_EQ(read_file(dir / "done/sub/model.2.tar.gz"), "third");
+}
+
+TEST(AfterAction, ANameTakenByADirectoryIsSkippedNotReplaced) {
+  TempDir dir;
+  fs::create_directories(dir / "done/model.zip");
+  const auto file = dir.write("model.zip", "x");
+  EXPECT_EQ(move_into(file, dir / "done").value(), dir / "done/model.1.zip");
+  EXPECT_TRUE(fs::is_directory(dir / "done/model.zip"));
+}
+
+TEST(AfterAction, MoveOfAMissingFileIsAClearError) {
+  TempDir dir;
+  const auto result = move_into(dir / "gone.zip", dir / "done");
+  ASSERT_FALSE(result);
+  EXPECT_NE(result.error().message.find("gone.zip"), std::string::npos);
+}
+
+// /dev/shm is tmpfs on these machines; $TMPDIR is usually elsewhere: a real EXDEV.
+TEST(AfterAction, MoveAcrossFilesystemsCopiesKeepsTimesAndNeverOverwrites) {
+  TempDir source;
+  const char* shm = "/dev/shm";
+  struct stat a {
+  }, b{};
+  if (::stat(shm, &b) != 0 || ::stat(source.path().c_str(), &a) != 0 || a.st_dev == b.st_dev) {
+    GTEST_SKIP() << "needs /dev/shm on another filesystem than " << source.path();
+  }
+  std::string pattern = std::string(shm) + "/modeldrop-test-XXXXXX";
+  ASSERT_NE(::mkdtemp(pattern.data()), nullptr);
+  const fs::path target = pattern;
+  const std::string content(3 * 1024 * 1024 + 17, 'z');
+  const auto file = source.write("sub/model.zip", content, 0640);
+  const auto mtime = fs::last_write_time(file) - std::chrono::hours(5);
+  fs::last_write_time(file, mtime);
+  fs::create_directories(target / "done");
+  {
+    std::ofstream taken(target / "done/model.zip");
+    taken << "taken";
+  }
+  const auto moved = move_into(file, target / "done");
+  ASSERT_TRUE(moved) << moved.error().message;
+  EXPECT_EQ(*moved, target / "done/model.1.zip");
+  EXPECT_FALSE(fs::exists(file));
+  EXPECT_EQ(read_file(*moved), content);
+  EXPECT_EQ(read_file(target / "done/model.zip"), "taken");
+  EXPECT_EQ(fs::last_write_time(*moved), mtime);
+  EXPECT_EQ(fs::status(*moved).permissions() & fs::perms::all, fs::perms(0640));
+  std::size_t entries = 0;
+  for ([[maybe_unused]] const auto& entry : fs::directory_iterator(target / "done")) ++entries;
+  EXPECT_EQ(entries, 2u);  // no temporary file left behind
+  fs::remove_all(target);
+}
+
+TEST(AfterAction, RemoveFileAndAlreadyGone) {
+  TempDir dir;
+  const auto file = dir.write("a.zip", "x");
+  EXPECT_TRUE(remove_file(file));
+  EXPECT_FALSE(fs::exists(file));
+  EXPECT_TRUE(remove_file(file));
+  fs::create_directory(dir / "d.zip");
+  EXPECT_FALSE(remove_file(dir / "d.zip"));
+}
+
+config::WatchConfig watch_of(const TempDir& dir) {
+  config::WatchConfig watch;
+  watch.path = dir / "in";
+  watch.done_dir = dir / "in/done";
+  watch.failed_dir = dir / "in/failed";
+  return watch;
+}
+
+TEST(AfterAction, WatchActionsReturnTheNewCurrentPath) {
+  TempDir dir;
+  auto watch = watch_of(dir);
+  const auto a = dir.write("in/team/a.zip", "a");
+  EXPECT_EQ(apply_success_action(watch, a).value(), std::optional<fs::path>(dir / "in/done/team/a.zip"));
+  const auto b = dir.write("in/b.zip", "b");
+  EXPECT_EQ(apply_failure_action(watch, b).value(), std::optional<fs::path>(dir / "in/failed/b.zip"));
+
+  watch.on_success = config::SuccessAction::keep;
+  watch.on_failure = config::FailureAction::keep;
+  const auto c = dir.write("in/c.zip", "c");
+  EXPECT_EQ(apply_success_action(watch, c).value(), std::optional<fs::path>(c));
+  EXPECT_EQ(apply_failure_action(watch, c).value(), std::optional<fs::path>(c));
+  EXPECT_TRUE(fs::exists(c));
+
+  watch.on_success = config::SuccessAction::remove;
+  EXPECT_EQ(apply_success_action(watch, c).value(), std::optional<fs::path>());
+  EXPECT_FALSE(fs::exists(c));
+}
+
+}  // namespace
+}  // namespace modeldrop::watch
