@@ -3,6 +3,7 @@
 // A faithful fake of the Nebius Token Factory upload API (../shared/api/upload-openapi.yaml):
 // a real HTTPS server on loopback with scriptable faults. Used in-process by tests and, as
 // the `modeldrop-fake-api` executable, by the demo, the benchmarks and the systemd test.
+// README.md beside this file describes the behaviour and the /_fake/ control API.
 
 #include <chrono>
 #include <cstdint>
@@ -19,12 +20,12 @@ namespace modeldrop::test {
 // localhost/127.0.0.1/::1 signed by it, a certificate for another host name, and a second
 // CA nobody trusts (with its own "localhost" certificate).
 struct TestPki {
-  std::filesystem::path ca_cert;              // trust this via api.ca_file
-  std::filesystem::path server_cert;          // SAN: DNS localhost, IP 127.0.0.1, IP ::1
+  std::filesystem::path ca_cert;      // trust this via api.ca_file
+  std::filesystem::path server_cert;  // SAN: DNS localhost, IP 127.0.0.1, IP ::1
   std::filesystem::path server_key;
-  std::filesystem::path wrong_host_cert;      // SAN: DNS wrong.example, signed by ca_cert
+  std::filesystem::path wrong_host_cert;  // SAN: DNS wrong.example, signed by ca_cert
   std::filesystem::path wrong_host_key;
-  std::filesystem::path untrusted_ca_cert;    // a CA not in any trust store
+  std::filesystem::path untrusted_ca_cert;      // a CA not in any trust store
   std::filesystem::path untrusted_server_cert;  // SAN like server_cert, signed by untrusted_ca_cert
   std::filesystem::path untrusted_server_key;
 
@@ -53,6 +54,9 @@ struct Fault {
   std::uint64_t bytes_per_second = 0;
   std::chrono::milliseconds stall_for{std::chrono::seconds(30)};
   std::uint64_t oversized_bytes = 64ull << 20;
+  // early_status: how long the server keeps reading and discarding the body after its
+  // answer before it closes (unread data then makes the kernel send a RST).
+  std::chrono::milliseconds linger_for{std::chrono::seconds(2)};
 };
 
 // One stored upload, as the server decoded it.
@@ -73,14 +77,15 @@ struct RequestRecord {
   std::optional<std::string> authorization;  // the raw header, if sent
   std::optional<std::string> user_agent;
   std::uint64_t body_bytes_read = 0;
-  int status = 0;                  // 0 when no answer was sent (reset, stall)
+  int status = 0;  // 0 when no answer was sent (reset, stall)
   FaultKind fault = FaultKind::none;
   std::uint64_t connection_id = 0;  // same id = same TCP connection (keep-alive)
+  bool authorized = false;          // the header carried the token accepted at that moment
 };
 
 struct FakeApiOptions {
   std::string token = "test-token";  // Bearer token accepted; others get 401, none 403
-  bool sink_mode = false;             // no hashing, no storing of content: benchmark speed
+  bool sink_mode = false;            // no hashing, no storing of content: benchmark speed
   std::string bind_address = "127.0.0.1";
   std::uint16_t port = 0;  // 0 = ephemeral
   std::filesystem::path cert_file;
