@@ -95,6 +95,8 @@ int run(int argc, char** argv) {
                                 {"seconds", seconds}};
       if (result.sha256) entry["sha256"] = *result.sha256;
       results.push_back(std::move(entry));
+      // The kept-alive connection would hold io.run() until the server drops it.
+      if (results.size() == files.size()) (*pool)->cancel_all();
     });
   }
   io.run();
