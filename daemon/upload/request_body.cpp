@@ -1,0 +1,60 @@
+#include "upload/request_body.hpp"
+
+#include <algorithm>
+#include <cstring>
+
+namespace modeldrop::upload {
+
+UploadRequestBytes::UploadRequestBytes(std::string head, const MultipartFraming& framing, SourceFile file,
+                                       bool compute_sha256)
+    : head_(std::move(head)),
+      preamble_(framing.preamble),
+      epilogue_(framing.epilogue),
+      file_(std::move(file)),
+      body_size_(framing.content_length(file_.size())) {
+  if (compute_sha256) hash_.emplace();
+}
+
+FileResult<std::size_t> UploadRequestBytes::fill(std::span<std::byte> out) {
+  std::size_t filled = 0;
+  // Copies the part of a fixed segment that starts at request offset `segment_start`.
+  auto copy_segment = [&](const std::string& segment, std::uint64_t segment_start) {
+    if (produced_ < segment_start || produced_ >= segment_start + segment.size()) return;
+    const std::size_t from = produced_ - segment_start;
+    const std::size_t n = std::min(segment.size() - from, out.size() - filled);
+    std::memcpy(out.data() + filled, segment.data() + from, n);
+    filled += n;
+    produced_ += n;
+  };
+  const std::uint64_t preamble_start = head_.size();
+  const std::uint64_t file_start = preamble_start + preamble_.size();
+  const std::uint64_t epilogue_start = file_start + file_.size();
+
+  copy_segment(head_, 0);
+  copy_segment(preamble_, preamble_start);
+  while (filled < out.size() && produced_ >= file_start && produced_ < epilogue_start) {
+    auto read = file_.read(out.subspan(filled));
+    if (!read) return read.error();
+    if (hash_) hash_->update(out.subspan(filled, *read));
+    filled += *read;
+    produced_ += *read;
+  }
+  copy_segment(epilogue_, epilogue_start);
+  return filled;
+}
+
+std::uint64_t UploadRequestBytes::file_bytes_within(std::uint64_t bytes_written) const {
+  const std::uint64_t file_start = head_.size() + preamble_.size();
+  if (bytes_written <= file_start) return 0;
+  return std::min<std::uint64_t>(bytes_written - file_start, file_.size());
+}
+
+std::optional<std::string> UploadRequestBytes::sha256() {
+  if (!digest_ && hash_ && file_.remaining() == 0) {
+    digest_ = hash_->hex_digest();
+    hash_.reset();
+  }
+  return digest_;
+}
+
+}  // namespace modeldrop::upload

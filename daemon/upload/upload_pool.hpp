@@ -1,0 +1,80 @@
+#pragma once
+
+// The HTTPS session pool that sends archives to POST /v0/models/upload (CONTRACT §5).
+// Everything runs on the caller's io_context thread; callbacks are invoked on it.
+// Beast and Asio stay inside upload_pool.cpp.
+
+#include "common/error.hpp"
+#include "common/version.hpp"
+#include "config/config.hpp"
+#include "upload/attempt.hpp"
+#include "upload/proxy.hpp"
+
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+
+namespace boost::asio {
+class io_context;
+}  // namespace boost::asio
+
+namespace modeldrop::upload {
+
+struct PoolSettings {
+  config::ApiConfig api;
+  int sessions = 4;                        // concurrent uploads (gets and probes come on top)
+  std::uint64_t max_bytes_per_second = 0;  // 0 = unlimited; one budget for every session
+  std::string token;                       // a secret: never logged, never in a message
+  std::string user_agent = std::string("modeldrop/") + kVersion;
+  ProxyEnvironment proxy_environment = ProxyEnvironment::from_process();
+  // How much of the file one read() brings in and one burst of writes sends; per upload.
+  std::size_t io_buffer_bytes = 1U << 20U;
+};
+
+class UploadPool {
+ public:
+  // Fails when the TLS context cannot be built (unreadable ca_file), the base URL or the
+  // proxy URL cannot be used, or the token cannot go into a header.
+  static Result<std::unique_ptr<UploadPool>> create(boost::asio::io_context& io, PoolSettings settings);
+
+  // Must be destroyed before its io_context. Uploads still in flight are aborted; their
+  // `done` runs only if the io_context runs again.
+  ~UploadPool();
+  UploadPool(const UploadPool&) = delete;
+  UploadPool& operator=(const UploadPool&) = delete;
+
+  // Sessions minus uploads in flight. The caller starts an upload only when this is > 0.
+  [[nodiscard]] std::size_t free_sessions() const;
+  [[nodiscard]] std::size_t uploads_in_flight() const;
+  [[nodiscard]] std::size_t idle_connections() const;
+
+  // `progress` reports file bytes sent, at most every 250 ms; `done` runs exactly once,
+  // never from inside start() itself.
+  void start(UploadRequest request, std::function<void(std::uint64_t bytes_sent)> progress,
+             std::function<void(UploadResult)> done);
+
+  // True when the job was in flight; its `done` follows with AttemptError::cancelled at once
+  // (well within 1 s), unless the attempt had already finished.
+  bool cancel(std::int64_t job_id);
+
+  // Shutdown: every upload and request in flight ends as cancelled; idle connections close.
+  void cancel_all();
+
+  // SIGHUP: token, sessions, bandwidth cap, timeouts, CA, proxy for attempts started from now
+  // on. A failure (e.g. unreadable ca_file) leaves the previous settings in place.
+  Result<void> apply(PoolSettings settings);
+
+  // A bodiless GET on the API (e.g. "/v1/files?limit=1" for the 401/403 probe), with the same
+  // TLS, proxy, token and timeouts; does not count against `sessions`.
+  void get(std::string target, std::function<void(UploadResult)> done);
+
+  struct Core;
+
+ private:
+  explicit UploadPool(std::shared_ptr<Core> core);
+  std::shared_ptr<Core> core_;
+};
+
+}  // namespace modeldrop::upload
