@@ -52,7 +52,7 @@ std::optional<std::int64_t> file_mtime_ns(const std::optional<std::filesystem::p
   if (!file) return std::nullopt;
   struct stat st {};
   if (::stat(file->c_str(), &st) != 0) return std::nullopt;
-  return static_cast<std::int64_t>(st.st_mtim.tv_sec) * 1'000'000'000 + st.st_mtim.tv_nsec;
+  return std::int64_t{st.st_mtim.tv_sec} * 1000000000 + st.st_mtim.tv_nsec;
 }
 
 // Repeats `duty` every `interval` on the event loop until the timer is cancelled.
@@ -113,7 +113,7 @@ int Daemon::open_store() {
     return exit_code::kDatabaseUnavailable;
   }
   const WallTime now = clock_.now();
-  if (auto registered = opened->register_daemon(static_cast<int>(::getpid()), kVersion, now); !registered) {
+  if (auto registered = opened->register_daemon(::getpid(), kVersion, now); !registered) {
     spdlog::error("{}", registered.error().message);
     return exit_code::kRuntimeError;
   }

@@ -1,11 +1,14 @@
 #include "app/daemon_command.hpp"
 
+#include "app/daemon.hpp"
+
 #include "common/exit_codes.hpp"
 #include "common/logging.hpp"
 #include "common/version.hpp"
 #include "config/config_loader.hpp"
 #include "config/token.hpp"
 
+#include <spdlog/spdlog.h>
 #include <CLI/CLI.hpp>
 
 #include <iostream>
@@ -59,8 +62,19 @@ int run_daemon_command(int argc, char** argv) {
     for (const auto& problem : loaded.problems) std::cerr << problem << "\n";
     return exit_code::kConfigError;
   }
-  std::cerr << "modeldropd: the daemon itself is not built yet (issue 7); use --check-config\n";
-  return exit_code::kRuntimeError;
+  setup_logging({loaded.config->log.level, loaded.config->log.format, stderr_is_journal()});
+  auto token = config::find_token(loaded.config->api, config::TokenEnvironment::from_process());
+  if (token.error) {
+    spdlog::error("{}: {}", path.string(), *token.error);
+    return exit_code::kConfigError;
+  }
+  if (!token.token) {
+    spdlog::error(
+        "no API token found: set api.token_file, or provide the systemd credential api-token "
+        "(/etc/modeldrop/api-token), or NEBIUS_API_KEY");
+    return exit_code::kConfigError;
+  }
+  return run_daemon(DaemonSetup{path, std::move(*loaded.config), std::move(token)});
 }
 
 }  // namespace modeldrop::app

@@ -19,20 +19,25 @@ class StoreClient {
  public:
   StoreClient(boost::asio::io_context& io, store::StoreWorker& worker) : io_(io), worker_(worker) {}
 
-  // `op` runs on the store thread; `then` runs on the event loop with op's result.
+  // `op` runs on the store thread (in the next group-committed batch); `then` runs on the
+  // event loop with op's result once it is committed.
   template <class Op, class Then>
   void call(Op op, Then then) {
     using R = std::invoke_result_t<Op&, store::JobStore&>;
-    worker_.post([this, op = std::move(op), then = std::move(then)](store::JobStore& store) mutable {
-      auto result = std::make_shared<R>(op(store));
-      boost::asio::post(io_, [then = std::move(then), result]() mutable { then(std::move(*result)); });
+    worker_.post(std::move(op), [&io = io_, then = std::move(then)](R result) mutable {
+      boost::asio::post(io, [then, result = std::move(result)]() mutable { then(std::move(result)); });
     });
   }
 
   // Fire and forget: errors are the op's to log.
   template <class Op>
   void run(Op op) {
-    worker_.post([op = std::move(op)](store::JobStore& store) mutable { op(store); });
+    worker_.post(
+        [op = std::move(op)](store::JobStore& store) {
+          op(store);
+          return true;
+        },
+        [](bool) {});
   }
 
  private:

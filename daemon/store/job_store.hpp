@@ -25,8 +25,8 @@ namespace modeldrop::store {
 using JobId = std::int64_t;
 
 enum class JobState { pending, uploading, succeeded, failed, cancelled };
-inline constexpr std::array kAllJobStates{JobState::pending, JobState::uploading, JobState::succeeded,
-                                          JobState::failed, JobState::cancelled};
+inline constexpr std::array kAllJobStates{JobState::pending, JobState::uploading, JobState::succeeded, JobState::failed,
+                                          JobState::cancelled};
 std::string_view to_string(JobState state);
 std::optional<JobState> parse_job_state(std::string_view text);
 
@@ -65,11 +65,11 @@ struct Job {
   WallTime updated_at;
   std::optional<WallTime> finished_at;
 
-  FileIdentity file;  // file.size_bytes == size_bytes
-  WallTime budget_started_at;  // give_up_after counts from here: creation or the last retry
-  std::optional<WallTime> progress_at;  // last record_progress of the current attempt
+  FileIdentity file;                              // file.size_bytes == size_bytes
+  WallTime budget_started_at;                     // give_up_after counts from here: creation or the last retry
+  std::optional<WallTime> progress_at;            // last record_progress of the current attempt
   std::optional<double> upload_rate_bytes_per_s;  // smoothed, of the current attempt
-  std::optional<JobId> duplicate_of;  // dedupe: the succeeded job whose upload this one reuses
+  std::optional<JobId> duplicate_of;              // dedupe: the succeeded job whose upload this one reuses
 };
 
 // One row of `attempts`.
@@ -91,9 +91,9 @@ struct JobWithAttempts {
 
 // A file to queue, from the watcher or `modeldrop add`.
 struct NewJob {
-  std::filesystem::path path;  // absolute
+  std::filesystem::path path;                      // absolute
   std::optional<std::filesystem::path> watch_dir;  // none for `modeldrop add`
-  std::optional<std::string> project_id;  // none: the daemon sends api.project_id, if any
+  std::optional<std::string> project_id;           // none: the daemon sends api.project_id, if any
   FileIdentity file;
   std::optional<WallTime> next_attempt_at;  // none: due now
 };
@@ -131,14 +131,14 @@ struct AttemptReport {
 };
 
 struct RecoveryReport {
-  std::int64_t jobs_requeued = 0;  // uploading -> pending
+  std::int64_t jobs_requeued = 0;     // uploading -> pending
   std::int64_t attempts_aborted = 0;  // open attempts -> aborted
 };
 
 // The result of a request on one named job (`modeldrop retry 3 4 5`).
 struct JobRequestResult {
   JobId job = 0;
-  std::optional<Error> error;  // unknown_job or illegal_transition, with the line to show
+  std::optional<Error> error;                   // unknown_job or illegal_transition, with the line to show
   JobState previous_state = JobState::pending;  // when known
 };
 
@@ -206,7 +206,8 @@ class JobStore {
   // -- The upload cycle.
   // Atomically takes the oldest due pending job (next_attempt_at none or <= now) and makes
   // it `uploading`; none when nothing is due or uploads are paused.
-  Result<std::optional<Job>> claim_next(WallTime now);
+  // With `require_sha256` (upload.dedupe), only jobs whose content hash is known.
+  Result<std::optional<Job>> claim_next(WallTime now, bool require_sha256 = false);
   // Opens the next attempt of an uploading job; returns its number.
   Result<int> begin_attempt(JobId job, WallTime now);
   // Bytes of the file sent so far in the current attempt; cheap enough for once a second.
@@ -255,7 +256,12 @@ class JobStore {
   Result<std::vector<StateSummary>> summary();
   // The earliest time a pending job is due (now for one without next_attempt_at); none when
   // nothing is pending. The daemon sleeps until then.
-  Result<std::optional<WallTime>> next_due_at(WallTime now);
+  Result<std::optional<WallTime>> next_due_at(WallTime now, bool require_sha256 = false);
+  // Pending jobs whose content hash is not known yet, oldest first (the daemon's hash stage).
+  Result<std::vector<Job>> pending_without_sha256(std::size_t limit);
+  // Records the ai_project_id the daemon sends for a job queued without one (`modeldrop add`
+  // without --project gets api.project_id, CONTRACT §2); a job with a project keeps it.
+  Result<void> set_project_id(JobId job, std::string_view project_id, WallTime now);
   // SQLite's plan for claim_next, one line per step (the index test checks it).
   Result<std::vector<std::string>> explain_claim_next();
 

@@ -50,7 +50,7 @@ TEST_F(DaemonTest, SigkillFiveTimesLosesNothing) {
   // Slow uploads, so that every kill lands while bytes are moving.
   Fault slow;
   slow.kind = FaultKind::throttle;
-  slow.bytes_per_second = 4 * 1024 * 1024;
+  slow.bytes_per_second = 256 * 1024;
   api_->set_default_fault(slow);
   for (int round = 0; round < 5; ++round) {
     auto daemon = start_daemon();
