@@ -87,16 +87,18 @@ Result<void> copy_contents(int from, int to, std::uint64_t expected, const fs::p
       for (ssize_t written = 0; n > 0 && written < n;) {
         const ssize_t w = ::write(to, buffer.data() + written, static_cast<std::size_t>(n - written));
         if (w < 0) {
-          if (errno == EINTR) continue;
-          return errno_error("cannot write the copy of " + file.string(), errno);
+          const int error = errno;
+          if (error == EINTR) continue;
+          return errno_error("cannot write the copy of " + file.string(), error);
         }
         written += w;
       }
     }
     if (n == 0) break;
     if (n < 0) {
-      if (errno == EINTR) continue;
-      return errno_error("cannot copy " + file.string(), errno);
+      const int error = errno;
+      if (error == EINTR) continue;
+      return errno_error("cannot copy " + file.string(), error);
     }
     copied += static_cast<std::uint64_t>(n);
   }
@@ -109,15 +111,24 @@ Result<void> copy_contents(int from, int to, std::uint64_t expected, const fs::p
 
 Result<fs::path> move_across_filesystems(const fs::path& file, const fs::path& dir, std::string_view name) {
   FileDescriptor source(::open(file.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC));
-  if (!source.valid()) return errno_error("cannot open " + file.string() + " to copy it to " + dir.string(), errno);
+  if (!source.valid()) {
+    const int error = errno;
+    return errno_error("cannot open " + file.string() + " to copy it to " + dir.string(), error);
+  }
   struct stat st {};
-  if (::fstat(source.get(), &st) != 0) return errno_error("cannot examine " + file.string(), errno);
+  if (::fstat(source.get(), &st) != 0) {
+    const int error = errno;
+    return errno_error("cannot examine " + file.string(), error);
+  }
   if (!S_ISREG(st.st_mode)) return make_error("cannot move " + file.string() + ": not a regular file");
 
   // A dot name: ignored by any watcher that might see the done directory (CONTRACT §3).
   std::string temporary = (dir / ("." + std::string(name) + ".modeldrop-XXXXXX")).string();
   FileDescriptor copy(::mkostemp(temporary.data(), O_CLOEXEC));
-  if (!copy.valid()) return errno_error("cannot create a temporary file in " + dir.string(), errno);
+  if (!copy.valid()) {
+    const int error = errno;
+    return errno_error("cannot create a temporary file in " + dir.string(), error);
+  }
   const auto fail = [&](Error error) -> Result<fs::path> {
     ::unlink(temporary.c_str());
     return error;
@@ -128,10 +139,12 @@ Result<fs::path> move_across_filesystems(const fs::path& file, const fs::path& d
   }
   const std::array<struct timespec, 2> times{st.st_atim, st.st_mtim};
   if (::fchmod(copy.get(), st.st_mode & 07777) != 0 || ::futimens(copy.get(), times.data()) != 0) {
-    return fail(errno_error("cannot set the mode and times of the copy of " + file.string(), errno));
+    const int error = errno;
+    return fail(errno_error("cannot set the mode and times of the copy of " + file.string(), error));
   }
   if (::fsync(copy.get()) != 0 || copy.close() != 0) {
-    return fail(errno_error("cannot write the copy of " + file.string() + " to disk", errno));
+    const int error = errno;
+    return fail(errno_error("cannot write the copy of " + file.string() + " to disk", error));
   }
   auto placed = place_under_free_name(temporary, dir, name);
   if (!placed) return fail(placed.error());
@@ -196,7 +209,10 @@ Result<fs::path> move_into(const fs::path& file, const fs::path& dir) {
 }
 
 Result<void> remove_file(const fs::path& file) {
-  if (::unlink(file.c_str()) != 0 && errno != ENOENT) return errno_error("cannot delete " + file.string(), errno);
+  if (::unlink(file.c_str()) != 0 && errno != ENOENT) {
+    const int error = errno;
+    return errno_error("cannot delete " + file.string(), error);
+  }
   return {};
 }
 

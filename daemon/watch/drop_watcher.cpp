@@ -310,8 +310,9 @@ class DropWatcher::Impl : public std::enable_shared_from_this<DropWatcher::Impl>
   void open_inotify() {
     const int fd = ::inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
     if (fd < 0) {
+      const int error = errno;
       spdlog::error("cannot start inotify ({}; see fs.inotify.max_user_instances): scanning watch directories every {}",
-                    std::strerror(errno), format_duration(options_.retry_interval));
+                    std::strerror(error), format_duration(options_.retry_interval));
       return;
     }
     stream_.assign(fd);

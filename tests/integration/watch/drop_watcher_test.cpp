@@ -137,7 +137,7 @@ class DropWatcherTest : public ::testing::Test {
 // --- ready detection -------------------------------------------------------------------------
 
 void write_in_chunks(const fs::path& path, std::size_t total, std::size_t chunk, std::chrono::milliseconds pause,
-                     SteadyClock::time_point& closed_at) {
+                     SteadyClock::time_point& closing_at) {
   const int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
   ASSERT_GE(fd, 0);
   const std::string block(chunk, 'm');
@@ -145,8 +145,9 @@ void write_in_chunks(const fs::path& path, std::size_t total, std::size_t chunk,
     ASSERT_EQ(::write(fd, block.data(), block.size()), static_cast<ssize_t>(block.size()));
     std::this_thread::sleep_for(pause);  // the writer's own pace, shorter than settle
   }
+  // Taken before close(): the IN_CLOSE_WRITE may be handled before close() even returns.
+  closing_at = SteadyClock::now();
   ::close(fd);
-  closed_at = SteadyClock::now();
 }
 
 TEST_F(DropWatcherTest, ChunkedWriterGivesOneReadyFileAfterTheLastWrite) {
@@ -154,8 +155,8 @@ TEST_F(DropWatcherTest, ChunkedWriterGivesOneReadyFileAfterTheLastWrite) {
   constexpr auto kSettle = 500ms;
   start({watch_config(incoming_, kSettle)});
   const fs::path file = incoming_ / "model.zip";
-  SteadyClock::time_point closed_at;
-  std::thread writer(write_in_chunks, file, kTotal, kTotal / 32, 30ms, std::ref(closed_at));
+  SteadyClock::time_point closing_at;
+  std::thread writer(write_in_chunks, file, kTotal, kTotal / 32, 30ms, std::ref(closing_at));
   const bool reported = run_until([&] { return !events_.ready.empty(); }, 30s);
   writer.join();
   ASSERT_TRUE(reported);
@@ -163,22 +164,22 @@ TEST_F(DropWatcherTest, ChunkedWriterGivesOneReadyFileAfterTheLastWrite) {
   ASSERT_EQ(events_.ready.size(), 1u);
   EXPECT_EQ(events_.ready[0].path, file);
   EXPECT_EQ(events_.ready[0].size, kTotal);
-  EXPECT_GE(events_.ready_at[0] - closed_at, kSettle);
+  EXPECT_GE(events_.ready_at[0] - closing_at, kSettle);
 }
 
 TEST_F(DropWatcherTest, SettleZeroWaitsForTheWriterToClose) {
   constexpr std::size_t kTotal = 8 * 1024 * 1024;
   start({watch_config(incoming_, 0ms)});
   const fs::path file = incoming_ / "model.zip";
-  SteadyClock::time_point closed_at;
-  std::thread writer(write_in_chunks, file, kTotal, kTotal / 16, 20ms, std::ref(closed_at));
+  SteadyClock::time_point closing_at;
+  std::thread writer(write_in_chunks, file, kTotal, kTotal / 16, 20ms, std::ref(closing_at));
   const bool reported = run_until([&] { return !events_.ready.empty(); }, 30s);
   writer.join();
   ASSERT_TRUE(reported);
   run_quietly(300ms);
   ASSERT_EQ(events_.ready.size(), 1u);
   EXPECT_EQ(events_.ready[0].size, kTotal);
-  EXPECT_GE(events_.ready_at[0], closed_at);
+  EXPECT_GE(events_.ready_at[0], closing_at);
 }
 
 TEST_F(DropWatcherTest, RenameIntoPlaceBothConventions) {
