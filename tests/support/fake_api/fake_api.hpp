@@ -3,6 +3,7 @@
 // A faithful fake of the Nebius Token Factory upload API (../shared/api/upload-openapi.yaml):
 // a real HTTPS server on loopback with scriptable faults. Used in-process by tests and, as
 // the `modeldrop-fake-api` executable, by the demo, the benchmarks and the systemd test.
+// README.md beside this file describes the behaviour and the /_fake/ control API.
 
 #include <chrono>
 #include <cstdint>
@@ -47,12 +48,15 @@ enum class FaultKind {
 struct Fault {
   FaultKind kind = FaultKind::none;
   int status = 500;
-  std::vector<std::pair<std::string, std::string>> headers;  // e.g. {"Retry-After", "3"}
-  std::string body;                                          // for status/early_status
+  std::vector<std::pair<std::string, std::string>> headers{};  // e.g. {"Retry-After", "3"}
+  std::string body{};                                          // for status/early_status
   std::uint64_t after_bytes = 0;
   std::uint64_t bytes_per_second = 0;
   std::chrono::milliseconds stall_for{std::chrono::seconds(30)};
   std::uint64_t oversized_bytes = 64ull << 20;
+  // early_status: how long the server keeps reading and discarding the body after its
+  // answer before it closes (unread data then makes the kernel send a RST).
+  std::chrono::milliseconds linger_for{std::chrono::seconds(2)};
 };
 
 // One stored upload, as the server decoded it.
@@ -76,6 +80,7 @@ struct RequestRecord {
   int status = 0;  // 0 when no answer was sent (reset, stall)
   FaultKind fault = FaultKind::none;
   std::uint64_t connection_id = 0;  // same id = same TCP connection (keep-alive)
+  bool authorized = false;          // the header carried the token accepted at that moment
 };
 
 struct FakeApiOptions {
@@ -83,8 +88,8 @@ struct FakeApiOptions {
   bool sink_mode = false;            // no hashing, no storing of content: benchmark speed
   std::string bind_address = "127.0.0.1";
   std::uint16_t port = 0;  // 0 = ephemeral
-  std::filesystem::path cert_file;
-  std::filesystem::path key_file;
+  std::filesystem::path cert_file{};
+  std::filesystem::path key_file{};
   int threads = 1;
 };
 

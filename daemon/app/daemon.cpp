@@ -1,0 +1,357 @@
+// The composition root: builds every component in dependency order, owns the signals, the
+// periodic duties (heartbeat, STATUS=, watchdog, change polling) and the shutdown.
+#include "app/daemon.hpp"
+
+#include "app/hash_stage.hpp"
+#include "app/status_line.hpp"
+#include "app/store_client.hpp"
+#include "app/systemd_notifier.hpp"
+#include "app/upload_scheduler.hpp"
+#include "app/watch_intake.hpp"
+#include "common/exit_codes.hpp"
+#include "common/logging.hpp"
+#include "common/version.hpp"
+#include "config/config_loader.hpp"
+#include "store/job_store.hpp"
+#include "store/store_worker.hpp"
+#include "upload/upload_pool.hpp"
+#include "watch/drop_watcher.hpp"
+
+#include <spdlog/spdlog.h>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/signal_set.hpp>
+#include <boost/asio/steady_timer.hpp>
+
+#include <sys/stat.h>
+#include <unistd.h>
+#include <csignal>
+#include <cstdlib>
+
+namespace modeldrop::app {
+namespace {
+
+using namespace std::chrono_literals;
+namespace asio = boost::asio;
+
+constexpr auto kHeartbeatInterval = 2s;      // CONTRACT §4: at least every 5 s
+constexpr auto kChangePollInterval = 250ms;  // CLI changes take effect within 1 s (CONTRACT §2)
+constexpr auto kTokenCheckInterval = 5s;
+constexpr auto kShutdownDeadline = 8s;  // CONTRACT §7: exit within 10 s
+
+upload::PoolSettings pool_settings(const config::Config& config, const std::string& token) {
+  upload::PoolSettings settings;
+  settings.api = config.api;
+  settings.sessions = config.upload.sessions;
+  settings.max_bytes_per_second = config.upload.max_bytes_per_second;
+  settings.token = token;
+  settings.user_agent = std::string("modeldrop/") + kVersion;
+  return settings;
+}
+
+std::optional<std::int64_t> file_mtime_ns(const std::optional<std::filesystem::path>& file) {
+  if (!file) return std::nullopt;
+  struct stat st {};
+  if (::stat(file->c_str(), &st) != 0) return std::nullopt;
+  return static_cast<std::int64_t>(st.st_mtim.tv_sec) * 1'000'000'000 + st.st_mtim.tv_nsec;
+}
+
+// Repeats `duty` every `interval` on the event loop until the timer is cancelled.
+void every(asio::steady_timer& timer, std::chrono::steady_clock::duration interval, std::function<void()> duty) {
+  timer.expires_after(interval);
+  timer.async_wait([&timer, interval, duty = std::move(duty)](boost::system::error_code ec) mutable {
+    if (ec) return;
+    duty();
+    every(timer, interval, std::move(duty));
+  });
+}
+
+class Daemon {
+ public:
+  explicit Daemon(DaemonSetup setup) : setup_(std::move(setup)) {}
+
+  int run();
+
+ private:
+  int open_store();
+  void start_periodic_duties();
+  void heartbeat();
+  void check_token_file();
+  void apply_token(const config::TokenLookup& lookup);
+  void reload();
+  void shutdown();
+
+  DaemonSetup setup_;
+  SystemClock clock_;
+  asio::io_context io_;
+  SystemdNotifier notifier_;
+  std::optional<store::JobStore> opened_store_;
+  std::unique_ptr<store::StoreWorker> worker_;
+  std::unique_ptr<StoreClient> store_;
+  std::unique_ptr<upload::UploadPool> pool_;
+  std::unique_ptr<UploadScheduler> scheduler_;
+  std::unique_ptr<HashStage> hashes_;
+  std::unique_ptr<WatchIntake> intake_;
+  std::unique_ptr<watch::DropWatcher> watcher_;
+  std::unique_ptr<asio::signal_set> signals_;
+  asio::steady_timer heartbeat_timer_{io_};
+  asio::steady_timer poll_timer_{io_};
+  asio::steady_timer token_timer_{io_};
+  asio::steady_timer watchdog_timer_{io_};
+  asio::steady_timer shutdown_deadline_{io_};
+  std::optional<std::int64_t> token_mtime_;
+  QueueCounts counts_;
+  int heartbeats_ = 0;
+  bool stopping_ = false;
+};
+
+int Daemon::open_store() {
+  std::vector<std::string> warnings;
+  auto opened = store::JobStore::open_for_daemon(setup_.config.database, {}, &warnings);
+  for (const auto& warning : warnings) spdlog::warn("{}", warning);
+  if (!opened) {
+    spdlog::error("database {}: {}", setup_.config.database.string(), opened.error().message);
+    return exit_code::kDatabaseUnavailable;
+  }
+  const WallTime now = clock_.now();
+  if (auto registered = opened->register_daemon(static_cast<int>(::getpid()), kVersion, now); !registered) {
+    spdlog::error("{}", registered.error().message);
+    return exit_code::kRuntimeError;
+  }
+  auto recovered = opened->recover_after_crash(now);
+  if (!recovered) {
+    spdlog::error("database {}: crash recovery failed: {}", setup_.config.database.string(), recovered.error().message);
+    return exit_code::kDatabaseUnavailable;
+  }
+  if (recovered->jobs_requeued > 0) {
+    spdlog::warn("{} job(s) were uploading when modeldropd last stopped; queued again", recovered->jobs_requeued);
+  }
+  opened_store_.emplace(std::move(*opened));
+  return exit_code::kSuccess;
+}
+
+int Daemon::run() {
+  spdlog::info("modeldropd {} starting (config {}, database {})", kVersion, setup_.config_path.string(),
+               setup_.config.database.string());
+  register_secret(*setup_.token.token);
+  spdlog::info("API token from {}", setup_.token.source);
+  for (const auto& warning : setup_.token.warnings) spdlog::warn("{}", warning);
+  token_mtime_ = file_mtime_ns(setup_.token.file);
+
+  // 1. Store: create or migrate the database, claim it for this process, recover the jobs a
+  //    crash left uploading. Synchronous: nothing else runs yet.
+  if (int rc = open_store(); rc != exit_code::kSuccess) return rc;
+  worker_ = std::make_unique<store::StoreWorker>(std::move(*opened_store_));
+  opened_store_.reset();
+  store_ = std::make_unique<StoreClient>(io_, *worker_);
+
+  // 2. Upload pool: the TLS context (system store + ca_file) and the HTTPS sessions.
+  auto pool = upload::UploadPool::create(io_, pool_settings(setup_.config, *setup_.token.token));
+  if (!pool) {
+    spdlog::error("{}", pool.error().message);
+    worker_->stop();
+    return exit_code::kConfigError;
+  }
+  pool_ = std::move(*pool);
+
+  // 3. Scheduler (claims due jobs, records outcomes) and the hash stage that feeds it.
+  scheduler_ = std::make_unique<UploadScheduler>(io_, *store_, *pool_, clock_, UploadScheduler::Settings{setup_.config},
+                                                 std::random_device{}());
+  hashes_ = std::make_unique<HashStage>(io_, *store_, clock_, setup_.config, [this] { scheduler_->wake(); });
+
+  // 4. Watcher: every watch is added before any directory is scanned, so no file slips
+  //    between the scan and the watch (CONTRACT §7).
+  intake_ = std::make_unique<WatchIntake>(*store_, clock_, [this] {
+    hashes_->sweep();
+    scheduler_->wake();
+  });
+  watcher_ = std::make_unique<watch::DropWatcher>(io_, setup_.config.watch, *intake_);
+  watcher_->start();
+
+  // 5. Signals, periodic duties, then tell systemd we are ready.
+  signals_ = std::make_unique<asio::signal_set>(io_, SIGTERM, SIGINT, SIGHUP);
+  std::function<void(boost::system::error_code, int)> on_signal = [this, &on_signal](boost::system::error_code ec,
+                                                                                     int signal) {
+    if (ec) return;
+    if (signal == SIGHUP) {
+      reload();
+    } else if (stopping_) {
+      spdlog::warn("second stop signal: exiting at once (interrupted uploads are recovered at the next start)");
+      std::_Exit(exit_code::kSuccess);
+    } else {
+      spdlog::info("{}: stopping", signal == SIGTERM ? "SIGTERM" : "SIGINT");
+      shutdown();
+    }
+    signals_->async_wait(on_signal);
+  };
+  signals_->async_wait(on_signal);
+  hashes_->sweep();
+  scheduler_->start();
+  start_periodic_duties();
+  notifier_.ready();
+  spdlog::info("ready: watching {} director{}", setup_.config.watch.size(),
+               setup_.config.watch.size() == 1 ? "y" : "ies");
+
+  io_.run();
+
+  // The loop has ended: every component is idle; the store thread commits what is queued.
+  watcher_.reset();
+  hashes_->stop();
+  pool_.reset();
+  worker_->stop();
+  spdlog::info("stopped");
+  return exit_code::kSuccess;
+}
+
+void Daemon::start_periodic_duties() {
+  heartbeat();
+  every(heartbeat_timer_, kHeartbeatInterval, [this] { heartbeat(); });
+  every(poll_timer_, kChangePollInterval, [this] {
+    store_->call([](store::JobStore& s) { return s.external_change_seen(); },
+                 [this](Result<bool> changed) {
+                   if (changed && *changed && !stopping_) {
+                     scheduler_->external_change();
+                     hashes_->sweep();
+                   }
+                 });
+  });
+  if (setup_.token.file) every(token_timer_, kTokenCheckInterval, [this] { check_token_file(); });
+  // The watchdog is fed from the event loop itself, so a wedged loop gets restarted.
+  if (auto interval = notifier_.watchdog_interval()) {
+    notifier_.watchdog();
+    every(watchdog_timer_, *interval, [this] { notifier_.watchdog(); });
+  }
+}
+
+void Daemon::heartbeat() {
+  const auto snapshot = scheduler_->snapshot();
+  const bool count_now = heartbeats_++ % 3 == 0;  // the per-state counts are a table scan: every ~6 s
+  store_->call(
+      [now = clock_.now(), rate = snapshot.rate_bytes_per_s,
+       count_now](store::JobStore& s) -> Result<std::optional<std::vector<store::StateSummary>>> {
+        if (auto r = s.heartbeat(now, rate); !r) return r.error();
+        if (!count_now) return std::optional<std::vector<store::StateSummary>>{};
+        auto summary = s.summary();
+        if (!summary) return summary.error();
+        return std::optional<std::vector<store::StateSummary>>{std::move(*summary)};
+      },
+      [this, snapshot](Result<std::optional<std::vector<store::StateSummary>>> result) {
+        if (!result) {
+          spdlog::warn("store: heartbeat failed: {}", result.error().message);
+          return;
+        }
+        if (*result) {
+          counts_ = {};
+          for (const auto& row : **result) {
+            switch (row.state) {
+              case store::JobState::pending:
+                counts_.pending = row.jobs;
+                break;
+              case store::JobState::uploading:
+                counts_.uploading = row.jobs;
+                break;
+              case store::JobState::succeeded:
+                counts_.succeeded = row.jobs;
+                break;
+              case store::JobState::failed:
+                counts_.failed = row.jobs;
+                break;
+              case store::JobState::cancelled:
+                break;
+            }
+          }
+        }
+        QueueCounts counts = counts_;
+        counts.uploading = static_cast<std::int64_t>(snapshot.uploading);
+        notifier_.status(format_status_line(counts, snapshot.rate_bytes_per_s, snapshot.held_reason));
+      });
+}
+
+void Daemon::apply_token(const config::TokenLookup& lookup) {
+  if (!lookup.token || *lookup.token == *setup_.token.token) return;
+  register_secret(*lookup.token);
+  setup_.token = lookup;
+  pool_->apply(pool_settings(setup_.config, *setup_.token.token));
+  spdlog::info("API token changed (from {})", setup_.token.source);
+  scheduler_->token_changed();
+}
+
+void Daemon::check_token_file() {
+  const auto mtime = file_mtime_ns(setup_.token.file);
+  if (mtime == token_mtime_) return;
+  token_mtime_ = mtime;
+  auto lookup = config::find_token(setup_.config.api, config::TokenEnvironment::from_process());
+  if (lookup.error || !lookup.token) {
+    spdlog::warn("token file changed but cannot be used: {}", lookup.error.value_or("no token"));
+    return;
+  }
+  apply_token(lookup);
+}
+
+void Daemon::reload() {
+  notifier_.reloading();
+  spdlog::info("SIGHUP: reloading {}", setup_.config_path.string());
+  auto loaded = config::load_config(setup_.config_path);
+  if (!loaded.ok()) {
+    spdlog::error("reload rejected, the running configuration stays: {}{}", loaded.problems.front(),
+                  loaded.problems.size() > 1 ? " (and " + std::to_string(loaded.problems.size() - 1) + " more)" : "");
+    notifier_.ready();
+    return;
+  }
+  config::Config next = std::move(*loaded.config);
+  if (next.database != setup_.config.database) {
+    spdlog::warn("database changed to {}: takes effect only after a restart; still using {}", next.database.string(),
+                 setup_.config.database.string());
+    next.database = setup_.config.database;
+  }
+  auto token = config::find_token(next.api, config::TokenEnvironment::from_process());
+  if (token.error || !token.token) {
+    spdlog::error("reload rejected, the running configuration stays: {}", token.error.value_or("no API token found"));
+    notifier_.ready();
+    return;
+  }
+  setup_logging({next.log.level, next.log.format, stderr_is_journal()});
+  setup_.config = std::move(next);
+  pool_->apply(pool_settings(setup_.config, *setup_.token.token));
+  apply_token(token);
+  token_mtime_ = file_mtime_ns(setup_.token.file);
+  watcher_->reconfigure(setup_.config.watch);
+  scheduler_->reconfigure(UploadScheduler::Settings{setup_.config});
+  hashes_->reconfigure(setup_.config);
+  spdlog::info("configuration reloaded: {} watch director{}", setup_.config.watch.size(),
+               setup_.config.watch.size() == 1 ? "y" : "ies");
+  notifier_.ready();
+}
+
+void Daemon::shutdown() {
+  stopping_ = true;
+  notifier_.stopping();
+  watcher_->stop();
+  heartbeat_timer_.cancel();
+  poll_timer_.cancel();
+  token_timer_.cancel();
+  shutdown_deadline_.expires_after(kShutdownDeadline);
+  shutdown_deadline_.async_wait([this](boost::system::error_code ec) {
+    if (ec) return;
+    spdlog::warn("uploads did not stop within {}s; exiting anyway (they are recovered at the next start)",
+                 std::chrono::duration_cast<std::chrono::seconds>(kShutdownDeadline).count());
+    io_.stop();
+  });
+  scheduler_->stop([this] {
+    store_->call([](store::JobStore& s) { return s.unregister_daemon(); },
+                 [this](Result<void> r) {
+                   if (!r) spdlog::warn("store: cannot unregister: {}", r.error().message);
+                   watchdog_timer_.cancel();
+                   shutdown_deadline_.cancel();
+                   signals_->cancel();
+                   io_.stop();
+                 });
+  });
+}
+
+}  // namespace
+
+int run_daemon(DaemonSetup setup) {
+  return Daemon(std::move(setup)).run();
+}
+
+}  // namespace modeldrop::app

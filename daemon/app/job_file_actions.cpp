@@ -1,0 +1,40 @@
+#include "app/job_file_actions.hpp"
+
+#include "watch/after_action.hpp"
+
+#include <spdlog/spdlog.h>
+
+namespace modeldrop::app {
+
+const config::WatchConfig* watch_of(const store::Job& job, const config::Config& config) {
+  if (!job.watch_dir) return nullptr;
+  for (const auto& watch : config.watch) {
+    if (watch.path == *job.watch_dir) return &watch;
+  }
+  return nullptr;
+}
+
+void dispose_of_job_file(const store::Job& job, const config::Config& config, StoreClient& store, const Clock& clock) {
+  if (job.state != store::JobState::succeeded && job.state != store::JobState::failed) return;
+  const auto* watch = watch_of(job, config);
+  if (watch == nullptr || !job.current_path) return;
+  auto where = job.state == store::JobState::succeeded ? watch::apply_success_action(*watch, *job.current_path)
+                                                       : watch::apply_failure_action(*watch, *job.current_path);
+  if (!where) {
+    spdlog::error("job {}: {}", job.id, where.error().message);
+    return;
+  }
+  if (*where == job.current_path) return;
+  if (*where) {
+    spdlog::info("job {}: moved {} to {}", job.id, job.current_path->string(), (*where)->string());
+  } else {
+    spdlog::info("job {}: deleted {}", job.id, job.current_path->string());
+  }
+  store.run([id = job.id, path = *where, now = clock.now()](store::JobStore& s) {
+    if (auto r = s.set_current_path(id, path, now); !r) {
+      spdlog::error("store: job {}: cannot record where its file went: {}", id, r.error().message);
+    }
+  });
+}
+
+}  // namespace modeldrop::app

@@ -1,0 +1,395 @@
+#include "app/upload_scheduler.hpp"
+
+#include "app/job_file_actions.hpp"
+
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+
+namespace modeldrop::app {
+namespace {
+
+using namespace std::chrono_literals;
+namespace asio = boost::asio;
+using store::AttemptOutcome;
+using store::JobState;
+using upload::Verdict;
+
+constexpr auto kRateWindow = 5s;
+constexpr auto kStoreErrorPause = 1s;
+
+upload::FileIdentity to_upload_identity(const store::FileIdentity& f) {
+  return upload::FileIdentity{f.device, f.inode, f.size_bytes, f.mtime_ns};
+}
+
+store::FileIdentity to_store_identity(const upload::FileIdentity& f) {
+  return store::FileIdentity{f.device, f.inode, f.size, f.mtime_ns};
+}
+
+}  // namespace
+
+UploadScheduler::UploadScheduler(asio::io_context& io, StoreClient& store, upload::UploadPool& pool, const Clock& clock,
+                                 Settings settings, std::uint64_t seed)
+    : io_(io),
+      store_(store),
+      pool_(pool),
+      clock_(clock),
+      settings_(std::move(settings)),
+      policy_(settings_.config.retry, seed),
+      wakeup_(io) {}
+
+void UploadScheduler::start() {
+  // The pause outlives restarts: learn it before the first claim.
+  store_.call([](store::JobStore& s) { return s.is_paused(); },
+              [this](Result<bool> paused) {
+                if (paused) holds_.set_paused(*paused);
+                dispatch();
+              });
+}
+
+void UploadScheduler::wake() {
+  if (!stopping_) asio::post(io_, [this] { dispatch(); });
+}
+
+void UploadScheduler::token_changed() {
+  if (holds_.auth_held()) spdlog::info("API token changed: uploads resume");
+  holds_.token_changed();
+  wake();
+}
+
+void UploadScheduler::reconfigure(Settings settings) {
+  settings_ = std::move(settings);
+  policy_.reconfigure(settings_.config.retry);
+  wake();
+}
+
+void UploadScheduler::external_change() {
+  std::vector<store::JobId> ids;
+  ids.reserve(in_flight_.size());
+  for (const auto& [id, flight] : in_flight_) ids.push_back(id);
+  store_.call(
+      [ids](store::JobStore& s) -> Result<std::pair<bool, std::vector<store::JobId>>> {
+        auto paused = s.is_paused();
+        if (!paused) return paused.error();
+        auto cancelled = s.cancelled_among(ids);
+        if (!cancelled) return cancelled.error();
+        return std::pair{*paused, std::move(*cancelled)};
+      },
+      [this](Result<std::pair<bool, std::vector<store::JobId>>> result) {
+        if (!result) {
+          spdlog::warn("store: cannot read changes made by modeldrop: {}", result.error().message);
+          return;
+        }
+        const auto& [paused, cancelled] = *result;
+        if (paused != holds_.paused()) spdlog::info(paused ? "uploads paused" : "uploads resumed");
+        holds_.set_paused(paused);
+        for (store::JobId id : cancelled) {
+          if (pool_.cancel(id)) spdlog::info("job {}: cancelled while uploading; aborting the upload", id);
+        }
+        dispatch();
+      });
+}
+
+void UploadScheduler::stop(std::function<void()> done) {
+  stopping_ = true;
+  stopped_ = std::move(done);
+  wakeup_.cancel();
+  pool_.cancel_all();
+  finish_stop_if_idle();
+}
+
+void UploadScheduler::finish_stop_if_idle() {
+  if (stopping_ && in_flight_.empty() && !claiming_ && stopped_) {
+    auto done = std::move(stopped_);
+    stopped_ = nullptr;
+    done();
+  }
+}
+
+UploadScheduler::Snapshot UploadScheduler::snapshot() const {
+  Snapshot s;
+  s.uploading = in_flight_.size();
+  const auto now = std::chrono::steady_clock::now();
+  std::uint64_t bytes = 0;
+  for (const auto& [when, delta] : progress_window_) {
+    if (now - when <= kRateWindow) bytes += delta;
+  }
+  s.rate_bytes_per_s = static_cast<double>(bytes) / std::chrono::duration<double>(kRateWindow).count();
+  s.held_reason = holds_.reason(clock_.now());
+  return s;
+}
+
+void UploadScheduler::note_progress(std::uint64_t delta) {
+  const auto now = std::chrono::steady_clock::now();
+  progress_window_.emplace_back(now, delta);
+  while (!progress_window_.empty() && now - progress_window_.front().first > kRateWindow) {
+    progress_window_.pop_front();
+  }
+}
+
+void UploadScheduler::dispatch() {
+  if (stopping_) return;
+  const WallTime now = clock_.now();
+  const auto reason = holds_.reason(now);
+  if (reason != published_reason_) {
+    published_reason_ = reason;
+    // held_reason is written when a hold starts and cleared when it ends (CONTRACT §6).
+    store_.run([reason](store::JobStore& s) {
+      if (auto r = s.set_held_reason(reason); !r)
+        spdlog::warn("store: cannot record held_reason: {}", r.error().message);
+    });
+    if (reason) {
+      spdlog::warn("uploads held: {}", *reason);
+    } else {
+      spdlog::info("uploads no longer held");
+    }
+  }
+  if (holds_.uploads_blocked(now)) {
+    maybe_probe();
+    arm_wakeup(holds_.next_change(now));
+    return;
+  }
+  if (claiming_) return;
+  const std::size_t free = pool_.free_sessions();
+  if (free == 0) return;  // an upload's end calls dispatch again
+  claim(free);
+}
+
+void UploadScheduler::claim(std::size_t count) {
+  claiming_ = true;
+  const WallTime now = clock_.now();
+  const bool require_sha256 = settings_.config.upload.dedupe;
+  const auto add_project = settings_.config.api.project_id;
+  store_.call(
+      [count, now, require_sha256, add_project](store::JobStore& s) -> Result<std::vector<std::pair<store::Job, int>>> {
+        std::vector<std::pair<store::Job, int>> claimed;
+        for (std::size_t i = 0; i < count; ++i) {
+          auto job = s.claim_next(now, require_sha256);
+          if (!job) return job.error();
+          if (!*job) break;
+          // `modeldrop add` without --project sends api.project_id and records it (CONTRACT §2).
+          if (!(*job)->project_id && !(*job)->watch_dir && add_project) {
+            if (auto r = s.set_project_id((*job)->id, *add_project, now); !r) return r.error();
+            (*job)->project_id = add_project;
+          }
+          auto attempt = s.begin_attempt((*job)->id, now);
+          if (!attempt) return attempt.error();
+          claimed.emplace_back(std::move(**job), *attempt);
+        }
+        return claimed;
+      },
+      [this](Result<std::vector<std::pair<store::Job, int>>> claimed) { on_claimed(std::move(claimed)); });
+}
+
+void UploadScheduler::on_claimed(Result<std::vector<std::pair<store::Job, int>>> claimed) {
+  claiming_ = false;
+  if (!claimed) {
+    spdlog::warn("store: cannot claim the next job: {} (trying again shortly)", claimed.error().message);
+    arm_wakeup(clock_.now() + kStoreErrorPause);
+    return;
+  }
+  const bool got_any = !claimed->empty();
+  for (auto& [job, attempt] : *claimed) {
+    if (stopping_) {
+      // Claimed while the stop began: give it back untouched.
+      store_.run(
+          [id = job.id, now = clock_.now()](store::JobStore& s) { (void)s.release_claim(id, std::nullopt, now); });
+      continue;
+    }
+    start_upload(std::move(job), attempt);
+  }
+  if (stopping_) {
+    finish_stop_if_idle();
+    return;
+  }
+  if (got_any) {
+    dispatch();
+  } else {
+    schedule_next_due();
+  }
+}
+
+void UploadScheduler::schedule_next_due() {
+  const WallTime now = clock_.now();
+  const bool require_sha256 = settings_.config.upload.dedupe;
+  store_.call([now, require_sha256](store::JobStore& s) { return s.next_due_at(now, require_sha256); },
+              [this](Result<std::optional<WallTime>> due) {
+                if (!due) {
+                  arm_wakeup(clock_.now() + kStoreErrorPause);
+                  return;
+                }
+                arm_wakeup(*due);
+              });
+}
+
+void UploadScheduler::arm_wakeup(std::optional<WallTime> at) {
+  if (!at || stopping_) return;
+  const auto delay = std::max<std::chrono::nanoseconds>(*at - clock_.now(), 0ns);
+  // A timer further out than a free session's next check would be is pointless to shorten.
+  wakeup_.expires_after(std::min<std::chrono::nanoseconds>(delay, 1h) + 1ms);
+  wakeup_.async_wait([this](boost::system::error_code ec) {
+    if (!ec) dispatch();
+  });
+}
+
+void UploadScheduler::start_upload(store::Job job, int attempt) {
+  upload::UploadRequest request;
+  request.job_id = job.id;
+  request.path = job.current_path.value_or(job.path);
+  request.filename = job.path.filename().string();
+  request.project_id = job.project_id;
+  request.expected = to_upload_identity(job.file);
+  request.compute_sha256 = !job.sha256.has_value();
+  const store::JobId id = job.id;
+  spdlog::info("job {}: uploading {} ({} bytes, attempt {})", id, request.path.string(), job.size_bytes, attempt);
+  in_flight_.emplace(id, InFlight{std::move(job), attempt, 0});
+  pool_.start(
+      std::move(request),
+      [this, id](std::uint64_t bytes_sent) {
+        auto it = in_flight_.find(id);
+        if (it == in_flight_.end()) return;
+        if (bytes_sent > it->second.bytes_reported) note_progress(bytes_sent - it->second.bytes_reported);
+        it->second.bytes_reported = bytes_sent;
+        store_.run(
+            [id, bytes_sent, now = clock_.now()](store::JobStore& s) { (void)s.record_progress(id, bytes_sent, now); });
+      },
+      [this, id](upload::UploadResult result) { on_upload_done(id, std::move(result)); });
+}
+
+void UploadScheduler::on_upload_done(store::JobId id, upload::UploadResult result) {
+  auto it = in_flight_.find(id);
+  if (it == in_flight_.end()) return;
+  InFlight flight = std::move(it->second);
+  in_flight_.erase(it);
+  if (result.bytes_sent > flight.bytes_reported) note_progress(result.bytes_sent - flight.bytes_reported);
+
+  const WallTime now = clock_.now();
+  const auto* watch = watch_of(flight.job, settings_.config);
+  upload::JobBudget budget{static_cast<int>(flight.job.attempts), flight.job.budget_started_at,
+                           watch != nullptr ? watch->settle : Duration{0}, holds_.consecutive_rate_limits()};
+  upload::Decision decision = policy_.decide(result, budget, now);
+  for (const auto& warning : decision.warnings) spdlog::warn("job {}: {}", id, warning);
+
+  switch (decision.verdict) {
+    case Verdict::succeeded:
+      holds_.upload_succeeded();
+      spdlog::info("job {}: uploaded as {}", id, decision.file->id);
+      break;
+    case Verdict::retry:
+      spdlog::warn("job {}: attempt {} failed, retrying at {}: {}", id, flight.attempt,
+                   format_timestamp(*decision.next_attempt_at), decision.reason);
+      break;
+    case Verdict::failed:
+      spdlog::error("job {}: failed: {}", id, decision.reason);
+      break;
+    case Verdict::hold_auth:
+      holds_.hold_for_auth(now, decision.reason);
+      break;
+    case Verdict::hold_rate_limit:
+      holds_.hold_for_rate_limit(*decision.hold_until, decision.reason);
+      break;
+    case Verdict::file_changed:
+      spdlog::info("job {}: {}; waiting for it to settle", id, decision.reason);
+      break;
+    case Verdict::source_removed:
+      spdlog::warn("job {}: source removed before its upload succeeded", id);
+      break;
+    case Verdict::cancelled:
+      break;
+  }
+  record(flight, result, decision);
+  finish_stop_if_idle();
+  dispatch();
+}
+
+void UploadScheduler::record(const InFlight& flight, const upload::UploadResult& result,
+                             const upload::Decision& decision) {
+  store::AttemptReport report;
+  report.job = flight.job.id;
+  report.http_status = result.http_status;
+  report.bytes_sent = result.bytes_sent;
+  report.counts_toward_attempts = decision.counts;
+  report.sent_file = to_store_identity(result.file_after);
+  if (!decision.reason.empty()) {
+    report.error = decision.reason;
+    report.last_error = decision.reason;
+  }
+  bool source_removed = false;
+  switch (decision.verdict) {
+    case Verdict::succeeded:
+      report.outcome = AttemptOutcome::succeeded;
+      report.next_state = JobState::succeeded;
+      report.file_id = decision.file->id;
+      report.file_status = decision.file->status;
+      report.file_status_details = decision.file->status_details;
+      report.sent_file = flight.job.file;  // classify() accepted it: the file was unchanged
+      break;
+    case Verdict::retry:
+      report.outcome = AttemptOutcome::retry;
+      report.next_state = JobState::pending;
+      report.next_attempt_at = decision.next_attempt_at;
+      break;
+    case Verdict::failed:
+      report.outcome = AttemptOutcome::failed;
+      report.next_state = JobState::failed;
+      break;
+    case Verdict::hold_auth:
+    case Verdict::hold_rate_limit:
+      report.outcome = AttemptOutcome::held;
+      report.next_state = JobState::pending;
+      report.next_attempt_at = decision.hold_until;
+      break;
+    case Verdict::file_changed:
+    case Verdict::cancelled:
+    case Verdict::source_removed:
+      report.outcome = AttemptOutcome::aborted;
+      report.next_state = JobState::pending;
+      report.next_attempt_at = decision.next_attempt_at;
+      report.last_error.reset();
+      source_removed = decision.verdict == Verdict::source_removed;
+      break;
+  }
+  const WallTime now = clock_.now();
+  const auto sha256 = result.sha256;
+  store_.call(
+      [report, now, sha256, source_removed](store::JobStore& s) -> Result<store::Job> {
+        if (sha256 && report.sent_file) (void)s.set_sha256(report.job, *sha256, *report.sent_file, now);
+        auto job = s.finish_attempt(report, now);
+        if (job && source_removed && job->state == JobState::pending) return s.mark_source_removed(report.job, now);
+        return job;
+      },
+      [this](Result<store::Job> job) {
+        if (!job) {
+          spdlog::error("store: cannot record an attempt: {}", job.error().message);
+          return;
+        }
+        after_finish(*job);
+      });
+}
+
+void UploadScheduler::after_finish(const store::Job& job) {
+  dispose_of_job_file(job, settings_.config, store_, clock_);
+}
+
+void UploadScheduler::maybe_probe() {
+  const WallTime now = clock_.now();
+  if (probing_ || !holds_.probe_due(now)) return;
+  probing_ = true;
+  holds_.probe_started();
+  spdlog::info("uploads held for 5 minutes by an auth failure: probing GET /v1/files?limit=1");
+  pool_.get("/v1/files?limit=1", [this](upload::UploadResult result) {
+    probing_ = false;
+    const bool accepted = result.http_status && *result.http_status >= 200 && *result.http_status < 300;
+    const bool refused = result.http_status && (*result.http_status == 401 || *result.http_status == 403);
+    if (accepted) {
+      spdlog::info("probe accepted the token: uploads resume");
+    } else if (refused) {
+      spdlog::warn("probe: HTTP {} again; uploads stay held", *result.http_status);
+    }
+    // Anything else (network down, 5xx) proves nothing about the token: probe again later.
+    holds_.probe_finished(accepted, clock_.now());
+    dispatch();
+  });
+}
+
+}  // namespace modeldrop::app
