@@ -4,7 +4,7 @@ SHELL := /bin/bash
 JOBS ?= $(shell nproc)
 SOURCES = $(shell git ls-files '*.cpp' '*.hpp' 2>/dev/null || find daemon tests bench -name '*.[ch]pp')
 
-.PHONY: deps build test unit asan tsan release demo format format-check bench deb clean
+.PHONY: deps build test unit asan tsan release demo format format-check bench deb systemd-test clean
 
 deps:
 	./scripts/install-deps
@@ -51,6 +51,17 @@ bench: release
 # The Debian package, built offline: packaging/out/modeldrop_<version>_amd64.deb
 deb: deps
 	DEB_BUILD_OPTIONS="nocheck $${DEB_BUILD_OPTIONS:-}" ./packaging/build-deb
+
+# The package under a real systemd 252, booted in a throwaway container (needs root): install,
+# start, upload, reload, stop, SIGKILL, bad config, upgrade, purge. See tests/system/systemd-test.
+DEB_VERSION = $(shell sed -n 's/^project.modeldrop VERSION \([0-9.]*\).*/\1/p' CMakeLists.txt)
+systemd-test: deb
+	if [ -f tests/support/fake_api/CMakeLists.txt ]; then \
+	  cmake --preset release >/dev/null && \
+	  cmake --build --preset release --target modeldrop-fake-api -j $(JOBS); \
+	fi
+	./tests/system/systemd-test packaging/out/modeldrop_$(DEB_VERSION)_$$(dpkg --print-architecture).deb \
+	  $$([ -x build/release/tests/support/fake_api/modeldrop-fake-api ] && echo build/release/tests/support/fake_api)
 
 clean:
 	rm -rf build
