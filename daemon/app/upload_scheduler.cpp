@@ -273,7 +273,7 @@ void UploadScheduler::on_upload_done(store::JobId id, upload::UploadResult resul
   switch (decision.verdict) {
     case Verdict::succeeded:
       holds_.upload_succeeded();
-      spdlog::info("job {}: uploaded as {}", id, decision.file->id);
+      spdlog::info("job {}: {} uploaded as {}", id, flight.job.path.filename().string(), decision.file->id);
       break;
     case Verdict::retry:
       spdlog::warn("job {}: attempt {} failed, retrying at {}: {}", id, flight.attempt,

@@ -27,15 +27,22 @@ std::optional<gid_t> find_group(std::string_view name) {
 // mkdir applies the umask, and cannot set the setgid bit on every system: chmod does both.
 Result<void> make_directory(const std::filesystem::path& dir, std::string_view group, std::optional<gid_t> gid,
                             std::vector<std::string>& warnings) {
-  if (::mkdir(dir.c_str(), kDatabaseDirectoryMode) != 0) {
+  if (::mkdir(dir.c_str(), kDatabaseDirectoryMode & 0777U) != 0) {
     if (errno == EEXIST) return {};  // created meanwhile by someone else: theirs to set up
     return errno_error("cannot create the database directory " + dir.string(), errno);
   }
-  if (gid && ::chown(dir.c_str(), static_cast<uid_t>(-1), *gid) != 0) {
+  // Only when needed: under the packaged unit the group is already right, and its seccomp
+  // filter refuses chown (and RestrictSUIDSGID refuses the setgid bit).
+  struct stat st {};
+  if (gid && ::stat(dir.c_str(), &st) == 0 && st.st_gid != *gid &&
+      ::chown(dir.c_str(), static_cast<uid_t>(-1), *gid) != 0) {
     warnings.push_back(errno_error("cannot give " + dir.string() + " to group " + std::string(group), errno).message);
   }
   if (::chmod(dir.c_str(), kDatabaseDirectoryMode) != 0) {
-    return errno_error("cannot set the mode of " + dir.string(), errno);
+    if (errno != EPERM || ::chmod(dir.c_str(), kDatabaseDirectoryMode & ~mode_t{S_ISGID}) != 0) {
+      return errno_error("cannot set the mode of " + dir.string(), errno);
+    }
+    warnings.push_back("cannot set the setgid bit on " + dir.string() + ": new files there keep the daemon's group");
   }
   return {};
 }
@@ -59,7 +66,8 @@ Result<std::vector<std::string>> create_database_file(const std::filesystem::pat
     return errno_error("cannot create the database " + file.string(), errno);
   }
   std::optional<Error> failure;
-  if (gid && ::fchown(fd, static_cast<uid_t>(-1), *gid) != 0) {
+  struct stat st {};
+  if (gid && ::fstat(fd, &st) == 0 && st.st_gid != *gid && ::fchown(fd, static_cast<uid_t>(-1), *gid) != 0) {
     warnings.push_back(errno_error("cannot give " + file.string() + " to group " + std::string(group), errno).message);
   }
   if (::fchmod(fd, kDatabaseFileMode) != 0) failure = errno_error("cannot set the mode of " + file.string(), errno);
