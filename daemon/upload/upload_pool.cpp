@@ -7,6 +7,9 @@
 #include "upload/request_body.hpp"
 #include "upload/source_file.hpp"
 
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+#include <openssl/x509.h>
 #include <boost/asio/connect.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
@@ -20,17 +23,15 @@
 #include <boost/url/encode.hpp>
 #include <boost/url/parse.hpp>
 #include <boost/url/rfc/unreserved_chars.hpp>
-#include <openssl/err.h>
-#include <openssl/ssl.h>
-#include <openssl/x509.h>
 
+#include <sys/ioctl.h>
+#include <sys/socket.h>
 #include <algorithm>
 #include <cerrno>
 #include <chrono>
 #include <cstring>
 #include <map>
 #include <random>
-#include <sys/socket.h>
 
 namespace modeldrop::upload {
 
@@ -110,7 +111,8 @@ Result<std::shared_ptr<ssl::context>> make_tls_context(const config::ApiConfig& 
   if (ec) return make_error("cannot load the system trust store: " + ec.message());
   if (api.ca_file) {
     context->load_verify_file(api.ca_file->string(), ec);
-    if (ec) return make_error("api.ca_file " + api.ca_file->string() + ": cannot load CA certificates: " + ec.message());
+    if (ec)
+      return make_error("api.ca_file " + api.ca_file->string() + ": cannot load CA certificates: " + ec.message());
   }
   context->set_verify_mode(ssl::verify_peer, ec);
   if (ec) return make_error("cannot enable peer verification: " + ec.message());
@@ -163,6 +165,14 @@ class Connection {
   beast::flat_buffer& buffer() { return buffer_; }
 
   void touch() { last_activity_ = SteadyClock::now(); }
+
+  // Bytes written into the socket that the peer has not acknowledged yet (SIOCOUTQ). On
+  // loopback the kernel buffers megabytes: "written" is not "sent" until this drains.
+  [[nodiscard]] std::uint64_t unacknowledged_bytes() {
+    int queued = 0;
+    if (!socket().is_open() || ::ioctl(socket().native_handle(), TIOCOUTQ, &queued) != 0 || queued < 0) return 0;
+    return static_cast<std::uint64_t>(queued);
+  }
   [[nodiscard]] SteadyClock::time_point last_activity() const { return last_activity_; }
 
   // Every pending operation then completes at once with an error.
@@ -231,7 +241,9 @@ bool is_size_limit(const error_code& ec) {
   return ec == http::error::body_limit || ec == http::error::header_limit || ec == http::error::buffer_overflow;
 }
 
-std::string seconds_text(Duration d) { return format_duration(d); }
+std::string seconds_text(Duration d) {
+  return format_duration(d);
+}
 
 }  // namespace
 
@@ -280,11 +292,10 @@ struct UploadPool::Core : std::enable_shared_from_this<UploadPool::Core> {
       idle.erase(idle.begin());
     }
     Connection* watched = connection.get();
-    connection->socket().async_wait(tcp::socket::wait_read,
-                                    [weak = weak_from_this(), watched](const error_code& ec) {
-                                      if (ec) return;  // cancelled: taken for reuse, or closed
-                                      if (auto core = weak.lock()) core->drop_idle(watched);
-                                    });
+    connection->socket().async_wait(tcp::socket::wait_read, [weak = weak_from_this(), watched](const error_code& ec) {
+      if (ec) return;  // cancelled: taken for reuse, or closed
+      if (auto core = weak.lock()) core->drop_idle(watched);
+    });
     idle.push_back(std::move(connection));
   }
 
@@ -339,6 +350,7 @@ class Exchange : public std::enable_shared_from_this<Exchange> {
         done_(std::move(done)),
         deadline_(core_->io),
         throttle_(core_->io),
+        progress_timer_(core_->io),
         resolver_(core_->io),
         started_at_(SteadyClock::now()) {}
 
@@ -356,8 +368,8 @@ class Exchange : public std::enable_shared_from_this<Exchange> {
     if (request.project_id) {
       target += "?ai_project_id=" + boost::urls::encode(*request.project_id, boost::urls::unreserved_chars);
     }
-    std::string head = request_head(http::verb::post, target, framing.content_type(),
-                                    framing.content_length(file->size()));
+    std::string head =
+        request_head(http::verb::post, target, framing.content_type(), framing.content_length(file->size()));
     upload_.emplace(std::move(head), framing, std::move(*file), request.compute_sha256);
     total_ = upload_->total_size();
     buffer_size_ = std::max<std::size_t>(core_->settings.io_buffer_bytes, 64U * 1024U);
@@ -386,6 +398,7 @@ class Exchange : public std::enable_shared_from_this<Exchange> {
     }
     deadline_.cancel();
     throttle_.cancel();
+    progress_timer_.cancel();
     resolver_.cancel();
     if (connection_) connection_->close();
     maybe_finish();
@@ -441,14 +454,16 @@ class Exchange : public std::enable_shared_from_this<Exchange> {
     const std::string& host = via_proxy ? core_->proxy->host : core_->origin.host;
     const std::string port = via_proxy ? std::to_string(core_->proxy->port) : core_->origin.port;
     connecting_ = true;
-    resolver_.async_resolve(host, port,
-                            [self = shared_from_this()](const error_code& ec, const tcp::resolver::results_type& results) {
-                              self->on_resolved(ec, results);
-                            });
+    resolver_.async_resolve(
+        host, port, [self = shared_from_this()](const error_code& ec, const tcp::resolver::results_type& results) {
+          self->on_resolved(ec, results);
+        });
   }
 
   [[nodiscard]] std::string peer_name() const {
-    if (core_->proxy) return "proxy " + core_->proxy->host + ":" + std::to_string(core_->proxy->port) + " (" + core_->proxy->source + ")";
+    if (core_->proxy)
+      return "proxy " + core_->proxy->host + ":" + std::to_string(core_->proxy->port) + " (" + core_->proxy->source +
+             ")";
     return core_->origin.host + ":" + core_->origin.port;
   }
 
@@ -458,10 +473,9 @@ class Exchange : public std::enable_shared_from_this<Exchange> {
       connecting_ = false;
       return abort(AttemptError::connect_failed, "cannot resolve " + peer_name() + ": " + ec.message());
     }
-    asio::async_connect(connection_->socket(), results,
-                        [self = shared_from_this()](const error_code& error, const tcp::endpoint&) {
-                          self->on_connected(error);
-                        });
+    asio::async_connect(
+        connection_->socket(), results,
+        [self = shared_from_this()](const error_code& error, const tcp::endpoint&) { self->on_connected(error); });
   }
 
   void on_connected(const error_code& ec) {
@@ -477,14 +491,16 @@ class Exchange : public std::enable_shared_from_this<Exchange> {
   }
 
   void send_connect_request() {
-    const std::string authority = (core_->origin.host.find(':') != std::string::npos ? "[" + core_->origin.host + "]"
-                                                                                      : core_->origin.host) +
-                                  ":" + core_->origin.port;
+    const std::string authority =
+        (core_->origin.host.find(':') != std::string::npos ? "[" + core_->origin.host + "]" : core_->origin.host) +
+        ":" + core_->origin.port;
     connect_request_ = "CONNECT " + authority + " HTTP/1.1\r\nHost: " + authority + "\r\n";
-    if (core_->proxy->authorization) connect_request_ += "Proxy-Authorization: " + *core_->proxy->authorization + "\r\n";
+    if (core_->proxy->authorization)
+      connect_request_ += "Proxy-Authorization: " + *core_->proxy->authorization + "\r\n";
     connect_request_ += "User-Agent: " + core_->settings.user_agent + "\r\n\r\n";
-    asio::async_write(connection_->socket(), asio::buffer(connect_request_),
-                      [self = shared_from_this()](const error_code& ec, std::size_t) { self->on_connect_request_sent(ec); });
+    asio::async_write(
+        connection_->socket(), asio::buffer(connect_request_),
+        [self = shared_from_this()](const error_code& ec, std::size_t) { self->on_connect_request_sent(ec); });
   }
 
   void on_connect_request_sent(const error_code& ec) {
@@ -495,10 +511,9 @@ class Exchange : public std::enable_shared_from_this<Exchange> {
     }
     proxy_parser_.emplace();
     proxy_parser_->skip(true);  // a 2xx to CONNECT has no body: the tunnel starts right after the head
-    http::async_read_header(connection_->socket(), connection_->buffer(), *proxy_parser_,
-                            [self = shared_from_this()](const error_code& error, std::size_t) {
-                              self->on_proxy_answer(error);
-                            });
+    http::async_read_header(
+        connection_->socket(), connection_->buffer(), *proxy_parser_,
+        [self = shared_from_this()](const error_code& error, std::size_t) { self->on_proxy_answer(error); });
   }
 
   void on_proxy_answer(const error_code& ec) {
@@ -510,8 +525,9 @@ class Exchange : public std::enable_shared_from_this<Exchange> {
     const auto& answer = proxy_parser_->get();
     if (answer.result_int() / 100U != 2U) {
       connecting_ = false;
-      return abort(AttemptError::proxy_failed, peer_name() + " refused CONNECT: " + std::to_string(answer.result_int()) +
-                                                   " " + std::string(answer.reason()));
+      return abort(AttemptError::proxy_failed, peer_name() +
+                                                   " refused CONNECT: " + std::to_string(answer.result_int()) + " " +
+                                                   std::string(answer.reason()));
     }
     if (connection_->buffer().size() != 0) {
       connecting_ = false;
@@ -530,8 +546,8 @@ class Exchange : public std::enable_shared_from_this<Exchange> {
       connecting_ = false;
       return abort(AttemptError::tls_failed, "cannot set up TLS for " + core_->origin.host + ": " + ec.message());
     }
-    connection_->tls_stream().async_handshake(ssl::stream_base::client,
-                                              [self = shared_from_this()](const error_code& ec) { self->on_handshake(ec); });
+    connection_->tls_stream().async_handshake(
+        ssl::stream_base::client, [self = shared_from_this()](const error_code& ec) { self->on_handshake(ec); });
   }
 
   void on_handshake(const error_code& ec) {
@@ -540,8 +556,8 @@ class Exchange : public std::enable_shared_from_this<Exchange> {
     if (ec) {
       // Nothing of the request, and so no token, has been written: the handshake came first.
       if (!connection_->verify_failure.empty()) {
-        return abort(AttemptError::certificate_rejected, "TLS certificate of " + core_->origin.host +
-                                                             " rejected: " + connection_->verify_failure);
+        return abort(AttemptError::certificate_rejected,
+                     "TLS certificate of " + core_->origin.host + " rejected: " + connection_->verify_failure);
       }
       return abort(AttemptError::tls_failed, "TLS handshake with " + core_->origin.host + " failed: " + ec.message());
     }
@@ -563,6 +579,27 @@ class Exchange : public std::enable_shared_from_this<Exchange> {
     last_progress_ = SteadyClock::now();
     read_response();
     write_more();
+    watch_send_queue();
+  }
+
+  // While the kernel still holds written bytes, the peer draining them is progress: it keeps
+  // the idle deadline away and moves bytes_sent, even when every write has long completed.
+  void watch_send_queue() {
+    progress_timer_.expires_after(kProgressInterval);
+    progress_timer_.async_wait([self = shared_from_this()](const error_code& ec) {
+      if (ec || self->finished_ || self->aborted_ || !self->connection_) return;
+      const std::uint64_t queued = self->connection_->unacknowledged_bytes();
+      if (queued < self->last_unacknowledged_) self->connection_->touch();
+      self->last_unacknowledged_ = queued;
+      self->report_progress();
+      self->watch_send_queue();
+    });
+  }
+
+  // Request bytes the peer has acknowledged (ciphertext overhead, under 0.2 %, is ignored).
+  [[nodiscard]] std::uint64_t delivered_bytes() {
+    const std::uint64_t queued = connection_ ? connection_->unacknowledged_bytes() : 0;
+    return written_ > queued ? written_ - queued : 0;
   }
 
   void read_response() {
@@ -602,7 +639,8 @@ class Exchange : public std::enable_shared_from_this<Exchange> {
       return maybe_finish();
     }
     if (is_size_limit(ec)) {
-      return abort(AttemptError::response_too_large, "the response exceeds " + format_bytes_limit() + ": " + ec.message());
+      return abort(AttemptError::response_too_large,
+                   "the response exceeds " + format_bytes_limit() + ": " + ec.message());
     }
     if (ec.category() == http::make_error_code(http::error::bad_version).category() && !is_connection_loss(ec)) {
       return abort(AttemptError::malformed_response, "malformed HTTP response: " + ec.message());
@@ -648,7 +686,8 @@ class Exchange : public std::enable_shared_from_this<Exchange> {
       auto filled = refill();
       if (!filled || *filled == 0) {
         writing_ = false;
-        const FileProblem problem = filled ? FileProblem{AttemptError::file_changed, "the file ended early"} : filled.error();
+        const FileProblem problem =
+            filled ? FileProblem{AttemptError::file_changed, "the file ended early"} : filled.error();
         return abort(problem.error, problem.message);
       }
       buffer_pos_ = 0;
@@ -670,10 +709,9 @@ class Exchange : public std::enable_shared_from_this<Exchange> {
       n = std::min(n, granted_);
     }
     writing_ = true;
-    connection_->async_write_some(asio::buffer(buffer_.get() + buffer_pos_, n),
-                                  [self = shared_from_this()](const error_code& ec, std::size_t written) {
-                                    self->on_written(ec, written);
-                                  });
+    connection_->async_write_some(
+        asio::buffer(buffer_.get() + buffer_pos_, n),
+        [self = shared_from_this()](const error_code& ec, std::size_t written) { self->on_written(ec, written); });
   }
 
   void on_throttle_wait() {
@@ -708,7 +746,7 @@ class Exchange : public std::enable_shared_from_this<Exchange> {
     const auto now = SteadyClock::now();
     if (now - last_progress_ < kProgressInterval) return;
     last_progress_ = now;
-    progress_(upload_ ? upload_->file_bytes_within(written_) : 0);
+    progress_(upload_ ? upload_->file_bytes_within(delivered_bytes()) : 0);
   }
 
   void on_request_sent() {
@@ -737,8 +775,8 @@ class Exchange : public std::enable_shared_from_this<Exchange> {
   void on_deadline() {
     if (finished_ || aborted_) return;
     if (!exchanging_) {
-      return abort(AttemptError::connect_timeout, "no connection to " + peer_name() + " within " +
-                                                      seconds_text(core_->settings.api.connect_timeout));
+      return abort(AttemptError::connect_timeout,
+                   "no connection to " + peer_name() + " within " + seconds_text(core_->settings.api.connect_timeout));
     }
     const auto idle = core_->settings.api.idle_timeout;
     const auto quiet_until = connection_->last_activity() + idle;
@@ -753,7 +791,7 @@ class Exchange : public std::enable_shared_from_this<Exchange> {
 
   void maybe_finish() {
     if (finished_ || connecting_ || reading_ || writing_) return;
-    if (!aborted_ && !response_done_) return;                 // still waiting for the answer
+    if (!aborted_ && !response_done_) return;  // still waiting for the answer
     // A 2xx came early: the body goes out first (unless the connection broke meanwhile).
     if (!aborted_ && !body_sent_ && !writes_stopped_ && !write_failed_) return;
     finish();
@@ -763,6 +801,7 @@ class Exchange : public std::enable_shared_from_this<Exchange> {
     finished_ = true;
     deadline_.cancel();
     throttle_.cancel();
+    progress_timer_.cancel();
     if (upload_) result_.bytes_sent = upload_->file_bytes_within(written_);
     if (aborted_) {
       result_.error = abort_error_;
@@ -772,7 +811,8 @@ class Exchange : public std::enable_shared_from_this<Exchange> {
       result_.error_message = file_problem_->message;
     } else if (!body_sent_ && result_.http_status && *result_.http_status / 100 == 2) {
       result_.error = AttemptError::connection_closed;
-      result_.error_message = "a 2xx arrived before the body was complete, then the connection broke (" + write_error_ + ")";
+      result_.error_message =
+          "a 2xx arrived before the body was complete, then the connection broke (" + write_error_ + ")";
     }
     // Cancel wins over whatever else was going on: the caller asked for it.
     if (connection_) {
@@ -797,6 +837,8 @@ class Exchange : public std::enable_shared_from_this<Exchange> {
   std::function<void(std::uint64_t)> progress_;
   asio::steady_timer deadline_;
   asio::steady_timer throttle_;
+  asio::steady_timer progress_timer_;
+  std::uint64_t last_unacknowledged_ = 0;
   tcp::resolver resolver_;
   SteadyClock::time_point started_at_;
   SteadyClock::time_point last_progress_;
@@ -839,7 +881,9 @@ class Exchange : public std::enable_shared_from_this<Exchange> {
 
 UploadPool::UploadPool(std::shared_ptr<Core> core) : core_(std::move(core)) {}
 
-UploadPool::~UploadPool() { cancel_all(); }
+UploadPool::~UploadPool() {
+  cancel_all();
+}
 
 Result<std::unique_ptr<UploadPool>> UploadPool::create(asio::io_context& io, PoolSettings settings) {
   auto core = std::make_shared<Core>(io, settings);
@@ -852,9 +896,13 @@ std::size_t UploadPool::free_sessions() const {
   return sessions > core_->uploads_in_flight ? sessions - core_->uploads_in_flight : 0;
 }
 
-std::size_t UploadPool::uploads_in_flight() const { return core_->uploads_in_flight; }
+std::size_t UploadPool::uploads_in_flight() const {
+  return core_->uploads_in_flight;
+}
 
-std::size_t UploadPool::idle_connections() const { return core_->idle.size(); }
+std::size_t UploadPool::idle_connections() const {
+  return core_->idle.size();
+}
 
 void UploadPool::start(UploadRequest request, std::function<void(std::uint64_t)> progress,
                        std::function<void(UploadResult)> done) {
@@ -890,6 +938,8 @@ void UploadPool::cancel_all() {
   core_->close_idle();
 }
 
-Result<void> UploadPool::apply(PoolSettings settings) { return core_->configure(settings); }
+Result<void> UploadPool::apply(PoolSettings settings) {
+  return core_->configure(settings);
+}
 
 }  // namespace modeldrop::upload
