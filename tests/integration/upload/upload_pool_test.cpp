@@ -545,8 +545,9 @@ TEST_F(UploadPoolTest, SymlinkOrAnotherInodeAtThePathIsRefusedWithoutARequest) {
 
 TEST_F(UploadPoolTest, FileGrowingWhileSentIsReportedChanged) {
   auto& fake = start_fake();
-  fake.push_fault(fault(FaultKind::throttle, [](Fault& f) { f.bytes_per_second = 4 * kMiB; }));
-  auto pool = make_pool(settings());
+  auto paced = settings();
+  paced.max_bytes_per_second = 4 * kMiB;  // about a second of sending: progress gets reported
+  auto pool = make_pool(paced);
   const auto path = write_file("growing.zip", random_bytes(4 * kMiB, 7));
   bool appended = false;
   const UploadResult result = upload(*pool, request_for(path), [&](std::uint64_t) {
