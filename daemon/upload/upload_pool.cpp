@@ -291,16 +291,17 @@ struct UploadPool::Core : std::enable_shared_from_this<UploadPool::Core> {
       idle.front()->close();
       idle.erase(idle.begin());
     }
-    Connection* watched = connection.get();
-    connection->socket().async_wait(tcp::socket::wait_read, [weak = weak_from_this(), watched](const error_code& ec) {
-      if (ec) return;  // cancelled: taken for reuse, or closed
-      if (auto core = weak.lock()) core->drop_idle(watched);
-    });
+    // By id, not pointer: a completion already queued may outlive the connection it watched.
+    connection->socket().async_wait(tcp::socket::wait_read,
+                                    [weak = weak_from_this(), id = connection->id()](const error_code& ec) {
+                                      if (ec) return;  // cancelled: taken for reuse, or closed
+                                      if (auto core = weak.lock()) core->drop_idle(id);
+                                    });
     idle.push_back(std::move(connection));
   }
 
-  void drop_idle(Connection* connection) {
-    const auto it = std::find_if(idle.begin(), idle.end(), [&](const auto& c) { return c.get() == connection; });
+  void drop_idle(std::uint64_t id) {
+    const auto it = std::find_if(idle.begin(), idle.end(), [&](const auto& c) { return c->id() == id; });
     if (it == idle.end()) return;
     (*it)->close();
     idle.erase(it);
@@ -401,7 +402,8 @@ class Exchange : public std::enable_shared_from_this<Exchange> {
     progress_timer_.cancel();
     resolver_.cancel();
     if (connection_) connection_->close();
-    maybe_finish();
+    // Never `done` from inside cancel(): the caller may be iterating over its own jobs.
+    asio::post(core_->io, [self = shared_from_this()] { self->maybe_finish(); });
   }
 
  private:
