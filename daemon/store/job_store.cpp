@@ -328,7 +328,7 @@ Error not_registered(const std::filesystem::path& file) {
 
 Result<void> JobStore::heartbeat(WallTime now, double upload_rate_bytes_per_s) {
   if (!registered_pid_) return not_registered(db_.file());
-  auto write = AtomicWrite::begin(db_);
+  auto write = AtomicWrite::begin(db_, AtomicWrite::Size::one_statement);
   if (!write) return write.error();
   auto statement =
       db_.prepare("UPDATE daemon SET heartbeat_at = ?1, upload_rate_bytes_per_s = ?2 WHERE id = 1 AND pid = ?3");
@@ -344,7 +344,7 @@ Result<void> JobStore::heartbeat(WallTime now, double upload_rate_bytes_per_s) {
 
 Result<void> JobStore::set_held_reason(const std::optional<std::string>& reason) {
   if (!registered_pid_) return not_registered(db_.file());
-  auto write = AtomicWrite::begin(db_);
+  auto write = AtomicWrite::begin(db_, AtomicWrite::Size::one_statement);
   if (!write) return write.error();
   auto statement = db_.prepare("UPDATE daemon SET held_reason = ?1 WHERE id = 1 AND pid = ?2");
   if (!statement) return statement.error();
@@ -359,7 +359,7 @@ Result<void> JobStore::set_held_reason(const std::optional<std::string>& reason)
 
 Result<void> JobStore::unregister_daemon() {
   if (!registered_pid_) return {};
-  auto write = AtomicWrite::begin(db_);
+  auto write = AtomicWrite::begin(db_, AtomicWrite::Size::one_statement);
   if (!write) return write.error();
   auto statement = db_.prepare("DELETE FROM daemon WHERE id = 1 AND pid = ?1");
   if (!statement) return statement.error();
@@ -389,7 +389,7 @@ Result<std::optional<DaemonRecord>> JobStore::daemon_record() {
 // ---- Pause
 
 Result<bool> JobStore::pause(WallTime now) {
-  auto write = AtomicWrite::begin(db_);
+  auto write = AtomicWrite::begin(db_, AtomicWrite::Size::one_statement);
   if (!write) return write.error();
   auto statement =
       db_.prepare("INSERT INTO settings (key, value) VALUES ('paused', ?1) ON CONFLICT (key) DO NOTHING");
@@ -405,7 +405,7 @@ Result<bool> JobStore::pause(WallTime now) {
 }
 
 Result<bool> JobStore::resume() {
-  auto write = AtomicWrite::begin(db_);
+  auto write = AtomicWrite::begin(db_, AtomicWrite::Size::one_statement);
   if (!write) return write.error();
   auto statement = db_.prepare("DELETE FROM settings WHERE key = 'paused'");
   if (!statement) return statement.error();
@@ -442,31 +442,24 @@ Result<EnqueueResult> JobStore::enqueue(const NewJob& job, WallTime now) {
   if (!write) return write.error();
   const auto& file = job.file;
 
-  // This very file: never queued twice, whatever became of its job.
-  {
-    auto same = db_.prepare(
-        "SELECT id, state FROM jobs WHERE path = ?1 AND inode = ?2 AND size_bytes = ?3 AND mtime_ns = ?4");
-    if (!same) return same.error();
-    StatementReset reset(**same);
-    (*same)->bind_all(job.path.string(), file.inode, file.size_bytes, file.mtime_ns);
-    auto row = (*same)->step();
-    if (!row) return row.error();
-    if (*row) {
-      return EnqueueResult{(*same)->int64(0), EnqueueEffect::unchanged,
-                           parse_job_state((*same)->text(1)).value_or(JobState::failed)};
-    }
-  }
-
-  // The newest job for this path; unless it succeeded, the changed file is still its business.
+  // This very file if it was ever queued (never twice, whatever became of its job), else the
+  // newest job for the path: unless it succeeded, the changed file is still its business.
   std::optional<std::pair<JobId, JobState>> latest;
   {
-    auto newest = db_.prepare("SELECT id, state FROM jobs WHERE path = ?1 ORDER BY id DESC LIMIT 1");
-    if (!newest) return newest.error();
-    StatementReset reset(**newest);
-    (*newest)->bind(1, job.path.string());
-    auto row = (*newest)->step();
+    auto lookup = db_.prepare(
+        "SELECT id, state, inode = ?2 AND size_bytes = ?3 AND mtime_ns = ?4 AS same_file FROM jobs "
+        "WHERE path = ?1 ORDER BY same_file DESC, id DESC LIMIT 1");
+    if (!lookup) return lookup.error();
+    StatementReset reset(**lookup);
+    (*lookup)->bind_all(job.path.string(), file.inode, file.size_bytes, file.mtime_ns);
+    auto row = (*lookup)->step();
     if (!row) return row.error();
-    if (*row) latest = {(*newest)->int64(0), parse_job_state((*newest)->text(1)).value_or(JobState::failed)};
+    if (*row) {
+      const JobId id = (*lookup)->int64(0);
+      const auto state = parse_job_state((*lookup)->text(1)).value_or(JobState::failed);
+      if ((*lookup)->int64(2) != 0) return EnqueueResult{id, EnqueueEffect::unchanged, state};
+      latest = {id, state};
+    }
   }
 
   EnqueueResult result;
@@ -548,7 +541,7 @@ const std::string& claim_next_sql() {
 }  // namespace
 
 Result<std::optional<Job>> JobStore::claim_next(WallTime now) {
-  auto write = AtomicWrite::begin(db_);
+  auto write = AtomicWrite::begin(db_, AtomicWrite::Size::one_statement);
   if (!write) return write.error();
   auto statement = db_.prepare(claim_next_sql());
   if (!statement) return statement.error();
@@ -567,33 +560,28 @@ Result<std::optional<Job>> JobStore::claim_next(WallTime now) {
 Result<int> JobStore::begin_attempt(JobId job_id, WallTime now) {
   auto write = AtomicWrite::begin(db_);
   if (!write) return write.error();
-  auto job = require_job(job_id);
-  if (!job) return job.error();
-  if (job->state != JobState::uploading) return illegal(*job, "only an uploading job can start an attempt");
-  int number = 0;
+  std::optional<int> number;
   {
-    auto open = db_.prepare("SELECT attempt FROM attempts WHERE job_id = ?1 AND outcome IS NULL");
-    if (!open) return open.error();
-    StatementReset reset(**open);
-    (*open)->bind(1, job_id);
-    auto row = (*open)->step();
-    if (!row) return row.error();
-    if (*row) {
-      return make_error("job " + std::to_string(job_id) + " already has attempt " + (*open)->text(0) + " running",
-                        StoreErrc::illegal_transition);
-    }
-  }
-  {
+    // Only for an uploading job without an open attempt; anything else inserts nothing.
     auto insert = db_.prepare(
         "INSERT INTO attempts (job_id, attempt, started_at) "
-        "VALUES (?1, (SELECT coalesce(max(attempt), 0) + 1 FROM attempts WHERE job_id = ?1), ?2) RETURNING attempt");
+        "SELECT ?1, coalesce((SELECT max(attempt) FROM attempts WHERE job_id = ?1), 0) + 1, ?2 "
+        "WHERE EXISTS (SELECT 1 FROM jobs WHERE id = ?1 AND state = 'uploading') "
+        "AND NOT EXISTS (SELECT 1 FROM attempts WHERE job_id = ?1 AND outcome IS NULL) RETURNING attempt");
     if (!insert) return insert.error();
     StatementReset reset(**insert);
     (*insert)->bind_all(job_id, timestamp(now));
     auto row = (*insert)->step();
     if (!row) return row.error();
-    number = static_cast<int>((*insert)->int64(0));
+    if (*row) number = static_cast<int>((*insert)->int64(0));
     if (auto done = (*insert)->run(); !done) return done.error();
+  }
+  if (!number) {
+    auto job = require_job(job_id);
+    if (!job) return job.error();
+    if (job->state != JobState::uploading) return illegal(*job, "only an uploading job can start an attempt");
+    return make_error("job " + std::to_string(job_id) + " already has an attempt running",
+                      StoreErrc::illegal_transition);
   }
   {
     auto update = db_.prepare(
@@ -605,13 +593,13 @@ Result<int> JobStore::begin_attempt(JobId job_id, WallTime now) {
     if (auto done = (*update)->run(); !done) return done.error();
   }
   if (auto committed = write->commit(); !committed) return committed.error();
-  return number;
+  return *number;
 }
 
 Result<void> JobStore::record_progress(JobId job_id, std::uint64_t bytes_sent, WallTime now) {
   // The rate is smoothed over a few calls (new sample weighs 0.3); the right-hand sides all see
   // the row as it was before this UPDATE.
-  auto write = AtomicWrite::begin(db_);
+  auto write = AtomicWrite::begin(db_, AtomicWrite::Size::one_statement);
   if (!write) return write.error();
   auto statement = db_.prepare(
       "UPDATE jobs SET upload_rate_bytes_per_s = CASE "
@@ -656,28 +644,40 @@ Result<Job> JobStore::finish_attempt(const AttemptReport& report, WallTime now) 
 
   auto write = AtomicWrite::begin(db_);
   if (!write) return write.error();
-  auto job = require_job(report.job);
-  if (!job) return job.error();
+  // Just what the decision needs: state, size, the file's identity and the open attempt.
+  JobState state = JobState::pending;
+  FileIdentity file;
   std::optional<int> open_attempt;
   {
-    auto open = db_.prepare("SELECT attempt FROM attempts WHERE job_id = ?1 AND outcome IS NULL");
-    if (!open) return open.error();
-    StatementReset reset(**open);
-    (*open)->bind(1, report.job);
-    auto row = (*open)->step();
+    auto current = db_.prepare(
+        "SELECT state, size_bytes, device, inode, mtime_ns, "
+        "(SELECT attempt FROM attempts WHERE job_id = jobs.id AND outcome IS NULL) FROM jobs WHERE id = ?1");
+    if (!current) return current.error();
+    StatementReset reset(**current);
+    (*current)->bind(1, report.job);
+    auto row = (*current)->step();
     if (!row) return row.error();
-    if (*row) open_attempt = static_cast<int>((*open)->int64(0));
+    if (!*row) return unknown_job(report.job);
+    const auto& r = **current;
+    state = parse_job_state(r.text(0)).value_or(JobState::failed);
+    file = {static_cast<std::uint64_t>(r.int64(2)), static_cast<std::uint64_t>(r.int64(3)), read_uint64(r, 1),
+            r.int64(4)};
+    if (!r.is_null(5)) open_attempt = static_cast<int>(r.int64(5));
   }
-  const bool cancelled_meanwhile = job->state == JobState::cancelled && open_attempt.has_value();
+  const bool cancelled_meanwhile = state == JobState::cancelled && open_attempt.has_value();
   if (!cancelled_meanwhile) {
-    if (job->state != JobState::uploading) return illegal(*job, "only an uploading job can finish an attempt");
+    if (state != JobState::uploading) {
+      return make_error(job_text + " is " + std::string(to_string(state)) +
+                            "; only an uploading job can finish an attempt",
+                        StoreErrc::illegal_transition);
+    }
     if (!open_attempt) {
       return make_error(job_text + " has no attempt running", StoreErrc::illegal_transition);
     }
   }
 
   AttemptReport effective = report;
-  effective.bytes_sent = std::min(report.bytes_sent, job->size_bytes);
+  effective.bytes_sent = std::min(report.bytes_sent, file.size_bytes);
   if (cancelled_meanwhile) {
     // `modeldrop cancel` won: the job stays cancelled whatever the server said.
     std::string error = "cancelled during the attempt";
@@ -685,7 +685,7 @@ Result<Job> JobStore::finish_attempt(const AttemptReport& report, WallTime now) 
     if (report.error) error += "; " + *report.error;
     effective.outcome = AttemptOutcome::aborted;
     effective.error = error;
-  } else if (success_outcome && report.sent_file && *report.sent_file != job->file) {
+  } else if (success_outcome && report.sent_file && *report.sent_file != file) {
     // The file changed while it was sent (CONTRACT §5): that success is not accepted.
     effective.outcome = AttemptOutcome::aborted;
     effective.error = "the file changed while it was sent";
@@ -876,7 +876,7 @@ Result<Job> JobStore::fail(JobId job_id, std::string_view reason, WallTime now) 
 
 Result<void> JobStore::set_current_path(JobId job_id, const std::optional<std::filesystem::path>& path,
                                         WallTime now) {
-  auto write = AtomicWrite::begin(db_);
+  auto write = AtomicWrite::begin(db_, AtomicWrite::Size::one_statement);
   if (!write) return write.error();
   auto statement = db_.prepare("UPDATE jobs SET current_path = ?2, updated_at = ?3 WHERE id = ?1");
   if (!statement) return statement.error();
@@ -907,7 +907,7 @@ Result<bool> JobStore::set_sha256(JobId job_id, std::string_view sha256_hex, con
     return invalid("job " + std::to_string(job_id) + ": \"" + std::string(sha256_hex) +
                    "\" is not a lowercase hex SHA-256");
   }
-  auto write = AtomicWrite::begin(db_);
+  auto write = AtomicWrite::begin(db_, AtomicWrite::Size::one_statement);
   if (!write) return write.error();
   auto statement = db_.prepare(
       "UPDATE jobs SET sha256 = ?2, updated_at = ?3 "
@@ -1043,7 +1043,7 @@ Result<std::vector<JobRequestResult>> JobStore::retry(std::span<const JobId> job
 }
 
 Result<std::vector<JobId>> JobStore::retry_failed(WallTime now) {
-  auto write = AtomicWrite::begin(db_);
+  auto write = AtomicWrite::begin(db_, AtomicWrite::Size::one_statement);
   if (!write) return write.error();
   std::vector<JobId> retried;
   {

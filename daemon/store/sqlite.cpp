@@ -49,8 +49,12 @@ struct ConnectionState {
   sqlite3* db = nullptr;
   std::filesystem::path file;
   std::uint64_t busy_results = 0;
-  // Keyed by the SQL text; the statements live as long as the connection.
-  std::unordered_map<std::string, std::unique_ptr<Statement>> statements;
+  // Keyed by the SQL text (looked up without copying it); the statements live as long as the connection.
+  struct SqlHash {
+    using is_transparent = void;
+    std::size_t operator()(std::string_view sql) const noexcept { return std::hash<std::string_view>{}(sql); }
+  };
+  std::unordered_map<std::string, std::unique_ptr<Statement>, SqlHash, std::equal_to<>> statements;
 
   ~ConnectionState() {
     statements.clear();  // finalize every statement before closing
@@ -188,8 +192,8 @@ Result<void> Connection::execute(std::string_view sql) {
 }
 
 Result<Statement*> Connection::prepare(std::string_view sql) {
+  if (auto found = state_->statements.find(sql); found != state_->statements.end()) return found->second.get();
   const std::string key(sql);
-  if (auto found = state_->statements.find(key); found != state_->statements.end()) return found->second.get();
   sqlite3_stmt* raw = nullptr;
   const int rc = sqlite3_prepare_v3(state_->db, key.c_str(), static_cast<int>(key.size() + 1),
                                     SQLITE_PREPARE_PERSISTENT, &raw, nullptr);
@@ -275,36 +279,51 @@ Result<void> ImmediateTransaction::commit() {
   return committed;
 }
 
-Result<AtomicWrite> AtomicWrite::begin(Connection& connection) {
+Result<AtomicWrite> AtomicWrite::begin(Connection& connection, Size size) {
   if (connection.in_transaction()) {
+    if (size == Size::one_statement) return AtomicWrite(connection, Kind::statement);
     if (auto begun = run_cached(connection, "SAVEPOINT atomic_write"); !begun) return begun.error();
-    return AtomicWrite(connection, true);
+    return AtomicWrite(connection, Kind::savepoint);
   }
   if (auto begun = run_cached(connection, "BEGIN IMMEDIATE"); !begun) return begun.error();
-  return AtomicWrite(connection, false);
+  return AtomicWrite(connection, Kind::transaction);
 }
 
 AtomicWrite::AtomicWrite(AtomicWrite&& other) noexcept
-    : connection_(std::exchange(other.connection_, nullptr)), is_savepoint_(other.is_savepoint_) {}
+    : connection_(std::exchange(other.connection_, nullptr)), kind_(other.kind_) {}
 
 AtomicWrite::~AtomicWrite() {
   if (connection_ == nullptr) return;
-  if (is_savepoint_) {
-    // ROLLBACK TO undoes the savepoint's work but keeps it open; RELEASE then removes it.
-    if (connection_->in_transaction()) {
-      (void)run_cached(*connection_, "ROLLBACK TO atomic_write");
-      (void)run_cached(*connection_, "RELEASE atomic_write");
-    }
-  } else {
-    rollback_quietly(*connection_);
+  switch (kind_) {
+    case Kind::transaction:
+      rollback_quietly(*connection_);
+      break;
+    case Kind::savepoint:
+      // ROLLBACK TO undoes the savepoint's work but keeps it open; RELEASE then removes it.
+      if (connection_->in_transaction()) {
+        (void)run_cached(*connection_, "ROLLBACK TO atomic_write");
+        (void)run_cached(*connection_, "RELEASE atomic_write");
+      }
+      break;
+    case Kind::statement:
+      break;  // a failed statement has already undone itself
   }
 }
 
 Result<void> AtomicWrite::commit() {
   auto* connection = std::exchange(connection_, nullptr);
-  auto committed = run_cached(*connection, is_savepoint_ ? "RELEASE atomic_write" : "COMMIT");
-  if (!committed && !is_savepoint_) rollback_quietly(*connection);
-  return committed;
+  switch (kind_) {
+    case Kind::transaction: {
+      auto committed = run_cached(*connection, "COMMIT");
+      if (!committed) rollback_quietly(*connection);
+      return committed;
+    }
+    case Kind::savepoint:
+      return run_cached(*connection, "RELEASE atomic_write");
+    case Kind::statement:
+      return {};
+  }
+  return {};
 }
 
 Result<ReadSnapshot> ReadSnapshot::begin(Connection& connection) {

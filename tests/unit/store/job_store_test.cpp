@@ -154,10 +154,12 @@ TEST_F(JobStoreTest, ClaimTakesNothingWhilePaused) {
   EXPECT_TRUE(must(store().pause(t0())));
   EXPECT_FALSE(must(store().pause(t0()))) << "already paused";
   EXPECT_TRUE(must(store().is_paused()));
+  EXPECT_EQ(must(store().paused_since()), t0());
   EXPECT_FALSE(must(store().claim_next(t0())));
   EXPECT_TRUE(must(store().resume()));
   EXPECT_FALSE(must(store().resume())) << "already running";
   EXPECT_FALSE(must(store().is_paused()));
+  EXPECT_FALSE(must(store().paused_since()));
   EXPECT_TRUE(must(store().claim_next(t0())));
 }
 
