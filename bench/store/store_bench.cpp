@@ -153,10 +153,11 @@ int throughput(const std::filesystem::path& db, std::uint64_t jobs) {
 
   std::cout << fmt::format("throughput: {} jobs enqueue->claim->begin->finish in {:.2f} s = {:.0f} jobs/s\n", jobs,
                            seconds, static_cast<double>(jobs) / seconds);
-  std::cout << fmt::format("  synchronous={} (2 = FULL), {} store operations in {} commits ({:.0f} per commit, "
-                           "largest {}), {} retries\n",
-                           sync, jobs * 4, batches, static_cast<double>(jobs * 4) / static_cast<double>(batches),
-                           worker.largest_batch(), worker.batch_retries());
+  std::cout << fmt::format(
+      "  synchronous={} (2 = FULL), {} store operations in {} commits ({:.0f} per commit, "
+      "largest {}), {} retries\n",
+      sync, jobs * 4, batches, static_cast<double>(jobs * 4) / static_cast<double>(batches), worker.largest_batch(),
+      worker.batch_retries());
   std::cout << fmt::format("  store thread: {:.2f} s running operations, {:.2f} s in COMMIT (fsync)\n",
                            std::chrono::duration<double>(worker.operation_time()).count(),
                            std::chrono::duration<double>(worker.commit_time()).count());
@@ -184,9 +185,9 @@ int trickle(const std::filesystem::path& db, std::uint64_t jobs) {
     latency_ms.push_back(std::chrono::duration<double, std::milli>(SteadyClock::now() - posted).count());
     std::this_thread::sleep_for(std::chrono::milliseconds(2));
   }
-  std::cout << fmt::format("trickle: {} single enqueues, post -> committed: p50 {:.2f} ms, p99 {:.2f} ms, max {:.2f} ms\n",
-                           jobs, percentile(latency_ms, 0.5), percentile(latency_ms, 0.99),
-                           percentile(latency_ms, 1.0));
+  std::cout << fmt::format(
+      "trickle: {} single enqueues, post -> committed: p50 {:.2f} ms, p99 {:.2f} ms, max {:.2f} ms\n", jobs,
+      percentile(latency_ms, 0.5), percentile(latency_ms, 0.99), percentile(latency_ms, 1.0));
   return 0;
 }
 
@@ -247,9 +248,7 @@ int main(int argc, char** argv) {
   }
   const std::string mode = argv[1];
   const std::filesystem::path db = argv[2];
-  const auto count = [&](std::uint64_t fallback) {
-    return argc > 3 ? std::strtoull(argv[3], nullptr, 10) : fallback;
-  };
+  const auto count = [&](std::uint64_t fallback) { return argc > 3 ? std::strtoull(argv[3], nullptr, 10) : fallback; };
   if (mode == "throughput") return throughput(db, count(100'000));
   if (mode == "trickle") return trickle(db, count(500));
   if (mode == "fill") return fill(db, count(1'000'000));

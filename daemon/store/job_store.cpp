@@ -3,8 +3,8 @@
 #include "store/database_file.hpp"
 #include "store/migrations.hpp"
 
-#include <sys/stat.h>
 #include <signal.h>
+#include <sys/stat.h>
 
 #include <algorithm>
 #include <cerrno>
@@ -23,7 +23,9 @@ constexpr std::array<std::string_view, 6> kOutcomeNames{"succeeded", "retry",   
 
 }  // namespace
 
-std::string_view to_string(JobState state) { return kStateNames.at(static_cast<std::size_t>(state)); }
+std::string_view to_string(JobState state) {
+  return kStateNames.at(static_cast<std::size_t>(state));
+}
 
 std::optional<JobState> parse_job_state(std::string_view text) {
   for (std::size_t i = 0; i < kStateNames.size(); ++i) {
@@ -32,7 +34,9 @@ std::optional<JobState> parse_job_state(std::string_view text) {
   return std::nullopt;
 }
 
-std::string_view to_string(AttemptOutcome outcome) { return kOutcomeNames.at(static_cast<std::size_t>(outcome)); }
+std::string_view to_string(AttemptOutcome outcome) {
+  return kOutcomeNames.at(static_cast<std::size_t>(outcome));
+}
 
 std::optional<AttemptOutcome> parse_attempt_outcome(std::string_view text) {
   for (std::size_t i = 0; i < kOutcomeNames.size(); ++i) {
@@ -68,7 +72,9 @@ std::string returning_job(std::string_view statement) {
   return std::string(statement) + " RETURNING " + std::string(kJobColumns);
 }
 
-std::string timestamp(WallTime t) { return format_timestamp(t); }
+std::string timestamp(WallTime t) {
+  return format_timestamp(t);
+}
 
 std::optional<std::string> timestamp(const std::optional<WallTime>& t) {
   if (!t) return std::nullopt;
@@ -81,7 +87,9 @@ std::int64_t unix_ms(WallTime t) {
 
 // Timestamps are written only by modeldrop; an outside edit that breaks one reads as the epoch
 // rather than failing every listing.
-WallTime read_time(const Statement& row, int column) { return parse_timestamp(row.text(column)).value_or(WallTime{}); }
+WallTime read_time(const Statement& row, int column) {
+  return parse_timestamp(row.text(column)).value_or(WallTime{});
+}
 
 std::optional<WallTime> read_optional_time(const Statement& row, int column) {
   if (row.is_null(column)) return std::nullopt;
@@ -163,15 +171,19 @@ Result<std::optional<Job>> one_job(Statement& statement) {
   return std::optional<Job>(std::move(job));
 }
 
-Error unknown_job(JobId job) { return make_error("job " + std::to_string(job) + ": no such job", StoreErrc::unknown_job); }
-
-Error illegal(const Job& job, std::string_view allowed) {
-  return make_error("job " + std::to_string(job.id) + " is " + std::string(to_string(job.state)) + "; " +
-                        std::string(allowed),
-                    StoreErrc::illegal_transition);
+Error unknown_job(JobId job) {
+  return make_error("job " + std::to_string(job) + ": no such job", StoreErrc::unknown_job);
 }
 
-Error invalid(std::string message) { return make_error(std::move(message), StoreErrc::invalid_request); }
+Error illegal(const Job& job, std::string_view allowed) {
+  return make_error(
+      "job " + std::to_string(job.id) + " is " + std::string(to_string(job.state)) + "; " + std::string(allowed),
+      StoreErrc::illegal_transition);
+}
+
+Error invalid(std::string message) {
+  return make_error(std::move(message), StoreErrc::invalid_request);
+}
 
 bool is_final(JobState state) {
   return state == JobState::succeeded || state == JobState::failed || state == JobState::cancelled;
@@ -233,8 +245,8 @@ Result<JobStore> JobStore::configure(Connection db, bool for_daemon) {
   // power loss (NORMAL may lose the last commits); the store worker's group commit pays for it.
   // journal_size_limit: a WAL grown behind a long outside reader is truncated back to 8 MiB at
   // the next checkpoint that resets it.
-  if (auto configured = db.execute(
-          "PRAGMA foreign_keys = ON; PRAGMA synchronous = FULL; PRAGMA journal_size_limit = 8388608;");
+  if (auto configured =
+          db.execute("PRAGMA foreign_keys = ON; PRAGMA synchronous = FULL; PRAGMA journal_size_limit = 8388608;");
       !configured) {
     return configured.error();
   }
@@ -391,8 +403,7 @@ Result<std::optional<DaemonRecord>> JobStore::daemon_record() {
 Result<bool> JobStore::pause(WallTime now) {
   auto write = AtomicWrite::begin(db_, AtomicWrite::Size::one_statement);
   if (!write) return write.error();
-  auto statement =
-      db_.prepare("INSERT INTO settings (key, value) VALUES ('paused', ?1) ON CONFLICT (key) DO NOTHING");
+  auto statement = db_.prepare("INSERT INTO settings (key, value) VALUES ('paused', ?1) ON CONFLICT (key) DO NOTHING");
   if (!statement) return statement.error();
   {
     StatementReset reset(**statement);
@@ -667,9 +678,9 @@ Result<Job> JobStore::finish_attempt(const AttemptReport& report, WallTime now) 
   const bool cancelled_meanwhile = state == JobState::cancelled && open_attempt.has_value();
   if (!cancelled_meanwhile) {
     if (state != JobState::uploading) {
-      return make_error(job_text + " is " + std::string(to_string(state)) +
-                            "; only an uploading job can finish an attempt",
-                        StoreErrc::illegal_transition);
+      return make_error(
+          job_text + " is " + std::string(to_string(state)) + "; only an uploading job can finish an attempt",
+          StoreErrc::illegal_transition);
     }
     if (!open_attempt) {
       return make_error(job_text + " has no attempt running", StoreErrc::illegal_transition);
@@ -732,12 +743,11 @@ Result<Job> JobStore::finish_attempt(const AttemptReport& report, WallTime now) 
     auto update = db_.prepare(sql);
     if (!update) return update.error();
     StatementReset reset(**update);
-    (*update)->bind_all(
-        report.job, to_string(effective.next_state), effective.counts_toward_attempts ? 1 : 0,
-        effective.next_state == JobState::pending ? timestamp(effective.next_attempt_at) : std::nullopt,
-        effective.bytes_sent, effective.http_status, effective.file_id, effective.file_status,
-        effective.file_status_details, succeeded ? 1 : 0, effective.last_error, timestamp(now),
-        is_final(effective.next_state) ? std::optional<std::string>(timestamp(now)) : std::nullopt);
+    (*update)->bind_all(report.job, to_string(effective.next_state), effective.counts_toward_attempts ? 1 : 0,
+                        effective.next_state == JobState::pending ? timestamp(effective.next_attempt_at) : std::nullopt,
+                        effective.bytes_sent, effective.http_status, effective.file_id, effective.file_status,
+                        effective.file_status_details, succeeded ? 1 : 0, effective.last_error, timestamp(now),
+                        is_final(effective.next_state) ? std::optional<std::string>(timestamp(now)) : std::nullopt);
     auto updated = one_job(**update);
     if (!updated) return updated.error();
     after = std::move(*updated);
@@ -761,9 +771,9 @@ Result<Job> JobStore::release_claim(JobId job_id, std::optional<WallTime> next_a
     auto row = (*open)->step();
     if (!row) return row.error();
     if (*row) {
-      return make_error("job " + std::to_string(job_id) + " has attempt " + (*open)->text(0) +
-                            " running; finish_attempt ends it",
-                        StoreErrc::illegal_transition);
+      return make_error(
+          "job " + std::to_string(job_id) + " has attempt " + (*open)->text(0) + " running; finish_attempt ends it",
+          StoreErrc::illegal_transition);
     }
   }
   static const std::string sql = returning_job(
@@ -874,16 +884,14 @@ Result<Job> JobStore::fail(JobId job_id, std::string_view reason, WallTime now) 
   return std::move(*after);
 }
 
-Result<void> JobStore::set_current_path(JobId job_id, const std::optional<std::filesystem::path>& path,
-                                        WallTime now) {
+Result<void> JobStore::set_current_path(JobId job_id, const std::optional<std::filesystem::path>& path, WallTime now) {
   auto write = AtomicWrite::begin(db_, AtomicWrite::Size::one_statement);
   if (!write) return write.error();
   auto statement = db_.prepare("UPDATE jobs SET current_path = ?2, updated_at = ?3 WHERE id = ?1");
   if (!statement) return statement.error();
   {
     StatementReset reset(**statement);
-    (*statement)->bind_all(job_id, path ? std::optional<std::string>(path->string()) : std::nullopt,
-                           timestamp(now));
+    (*statement)->bind_all(job_id, path ? std::optional<std::string>(path->string()) : std::nullopt, timestamp(now));
     if (auto done = (*statement)->run(); !done) return done.error();
   }
   if (db_.changes() == 0) return unknown_job(job_id);
@@ -915,8 +923,9 @@ Result<bool> JobStore::set_sha256(JobId job_id, std::string_view sha256_hex, con
   if (!statement) return statement.error();
   {
     StatementReset reset(**statement);
-    (*statement)->bind_all(job_id, sha256_hex, timestamp(now), hashed_file.device, hashed_file.inode,
-                           hashed_file.size_bytes, hashed_file.mtime_ns);
+    (*statement)
+        ->bind_all(job_id, sha256_hex, timestamp(now), hashed_file.device, hashed_file.inode, hashed_file.size_bytes,
+                   hashed_file.mtime_ns);
     if (auto done = (*statement)->run(); !done) return done.error();
   }
   const bool stored = db_.changes() > 0;
@@ -969,8 +978,8 @@ Result<Job> JobStore::complete_as_duplicate(JobId job_id, JobId of_job_id, WallT
   std::optional<Job> after;
   {
     StatementReset reset(**update);
-    (*update)->bind_all(job_id, original->file_id, original->file_status, original->file_status_details,
-                        of_job_id, timestamp(now));
+    (*update)->bind_all(job_id, original->file_id, original->file_status, original->file_status_details, of_job_id,
+                        timestamp(now));
     auto updated = one_job(**update);
     if (!updated) return updated.error();
     after = std::move(*updated);
@@ -1068,7 +1077,9 @@ Result<std::vector<JobId>> JobStore::retry_failed(WallTime now) {
 
 // ---- Reading
 
-Result<std::optional<Job>> JobStore::find_job(JobId job) { return load_job(job); }
+Result<std::optional<Job>> JobStore::find_job(JobId job) {
+  return load_job(job);
+}
 
 Result<std::optional<JobWithAttempts>> JobStore::job_with_attempts(JobId job_id) {
   auto snapshot = ReadSnapshot::begin(db_);

@@ -25,8 +25,8 @@ namespace modeldrop::store {
 using JobId = std::int64_t;
 
 enum class JobState { pending, uploading, succeeded, failed, cancelled };
-inline constexpr std::array kAllJobStates{JobState::pending, JobState::uploading, JobState::succeeded,
-                                          JobState::failed, JobState::cancelled};
+inline constexpr std::array kAllJobStates{JobState::pending, JobState::uploading, JobState::succeeded, JobState::failed,
+                                          JobState::cancelled};
 std::string_view to_string(JobState state);
 std::optional<JobState> parse_job_state(std::string_view text);
 
@@ -65,11 +65,11 @@ struct Job {
   WallTime updated_at;
   std::optional<WallTime> finished_at;
 
-  FileIdentity file;  // file.size_bytes == size_bytes
-  WallTime budget_started_at;  // give_up_after counts from here: creation or the last retry
-  std::optional<WallTime> progress_at;  // last record_progress of the current attempt
+  FileIdentity file;                              // file.size_bytes == size_bytes
+  WallTime budget_started_at;                     // give_up_after counts from here: creation or the last retry
+  std::optional<WallTime> progress_at;            // last record_progress of the current attempt
   std::optional<double> upload_rate_bytes_per_s;  // smoothed, of the current attempt
-  std::optional<JobId> duplicate_of;  // dedupe: the succeeded job whose upload this one reuses
+  std::optional<JobId> duplicate_of;              // dedupe: the succeeded job whose upload this one reuses
 };
 
 // One row of `attempts`.
@@ -91,9 +91,9 @@ struct JobWithAttempts {
 
 // A file to queue, from the watcher or `modeldrop add`.
 struct NewJob {
-  std::filesystem::path path;  // absolute
+  std::filesystem::path path;                      // absolute
   std::optional<std::filesystem::path> watch_dir;  // none for `modeldrop add`
-  std::optional<std::string> project_id;  // none: the daemon sends api.project_id, if any
+  std::optional<std::string> project_id;           // none: the daemon sends api.project_id, if any
   FileIdentity file;
   std::optional<WallTime> next_attempt_at;  // none: due now
 };
@@ -131,14 +131,14 @@ struct AttemptReport {
 };
 
 struct RecoveryReport {
-  std::int64_t jobs_requeued = 0;  // uploading -> pending
+  std::int64_t jobs_requeued = 0;     // uploading -> pending
   std::int64_t attempts_aborted = 0;  // open attempts -> aborted
 };
 
 // The result of a request on one named job (`modeldrop retry 3 4 5`).
 struct JobRequestResult {
   JobId job = 0;
-  std::optional<Error> error;  // unknown_job or illegal_transition, with the line to show
+  std::optional<Error> error;                   // unknown_job or illegal_transition, with the line to show
   JobState previous_state = JobState::pending;  // when known
 };
 

@@ -37,7 +37,9 @@ const std::error_category& sqlite_condition_category() noexcept {
   return category;
 }
 
-std::error_code make_sqlite_error_code(int result_code) noexcept { return {result_code, sqlite_category()}; }
+std::error_code make_sqlite_error_code(int result_code) noexcept {
+  return {result_code, sqlite_category()};
+}
 
 std::error_condition make_error_condition(SqliteCondition condition) noexcept {
   return {static_cast<int>(condition), sqlite_condition_category()};
@@ -79,7 +81,9 @@ struct ConnectionState {
 Statement::Statement(sqlite3_stmt* statement, detail::ConnectionState* connection) noexcept
     : statement_(statement), connection_(connection) {}
 
-Statement::~Statement() { sqlite3_finalize(statement_); }
+Statement::~Statement() {
+  sqlite3_finalize(statement_);
+}
 
 std::int64_t Statement::checked_int64(std::uint64_t value) {
   if (value > static_cast<std::uint64_t>(std::numeric_limits<std::int64_t>::max())) {
@@ -95,13 +99,16 @@ void Statement::check_bind(int result_code, int index) const {
   }
 }
 
-void Statement::bind(int index, std::nullopt_t) { check_bind(sqlite3_bind_null(statement_, index), index); }
+void Statement::bind(int index, std::nullopt_t) {
+  check_bind(sqlite3_bind_null(statement_, index), index);
+}
 
-void Statement::bind(int index, double value) { check_bind(sqlite3_bind_double(statement_, index, value), index); }
+void Statement::bind(int index, double value) {
+  check_bind(sqlite3_bind_double(statement_, index, value), index);
+}
 
 void Statement::bind(int index, std::string_view value) {
-  check_bind(sqlite3_bind_text64(statement_, index, value.data(), value.size(), SQLITE_TRANSIENT, SQLITE_UTF8),
-             index);
+  check_bind(sqlite3_bind_text64(statement_, index, value.data(), value.size(), SQLITE_TRANSIENT, SQLITE_UTF8), index);
 }
 
 void Statement::bind_int64(int index, std::int64_t value) {
@@ -124,11 +131,17 @@ Result<void> Statement::run() {
   }
 }
 
-bool Statement::is_null(int column) const { return sqlite3_column_type(statement_, column) == SQLITE_NULL; }
+bool Statement::is_null(int column) const {
+  return sqlite3_column_type(statement_, column) == SQLITE_NULL;
+}
 
-std::int64_t Statement::int64(int column) const { return sqlite3_column_int64(statement_, column); }
+std::int64_t Statement::int64(int column) const {
+  return sqlite3_column_int64(statement_, column);
+}
 
-double Statement::real(int column) const { return sqlite3_column_double(statement_, column); }
+double Statement::real(int column) const {
+  return sqlite3_column_double(statement_, column);
+}
 
 std::string Statement::text(int column) const {
   const auto* data = sqlite3_column_text(statement_, column);
@@ -157,7 +170,9 @@ void Statement::reset() noexcept {
   sqlite3_clear_bindings(statement_);
 }
 
-std::string_view Statement::sql() const { return sqlite3_sql(statement_); }
+std::string_view Statement::sql() const {
+  return sqlite3_sql(statement_);
+}
 
 // ---- Connection
 
@@ -229,17 +244,29 @@ Result<std::string> Connection::query_text(std::string_view sql) {
   return Result<std::string>(boost::system::in_place_value, (*statement)->text(0));
 }
 
-std::int64_t Connection::changes() const { return sqlite3_changes64(state_->db); }
+std::int64_t Connection::changes() const {
+  return sqlite3_changes64(state_->db);
+}
 
-bool Connection::in_transaction() const { return sqlite3_get_autocommit(state_->db) == 0; }
+bool Connection::in_transaction() const {
+  return sqlite3_get_autocommit(state_->db) == 0;
+}
 
-std::uint64_t Connection::busy_results() const { return state_->busy_results; }
+std::uint64_t Connection::busy_results() const {
+  return state_->busy_results;
+}
 
-const std::filesystem::path& Connection::file() const { return state_->file; }
+const std::filesystem::path& Connection::file() const {
+  return state_->file;
+}
 
-sqlite3* Connection::handle() const { return state_->db; }
+sqlite3* Connection::handle() const {
+  return state_->db;
+}
 
-Error Connection::error(std::string_view context, int result_code) const { return state_->error(context, result_code); }
+Error Connection::error(std::string_view context, int result_code) const {
+  return state_->error(context, result_code);
+}
 
 // ---- Transactions
 

@@ -9,7 +9,9 @@ namespace modeldrop::store {
 StoreWorker::StoreWorker(JobStore store, Options options)
     : store_(std::move(store)), options_(options), thread_([this] { run(); }) {}
 
-StoreWorker::~StoreWorker() { stop(); }
+StoreWorker::~StoreWorker() {
+  stop();
+}
 
 void StoreWorker::stop() {
   {

@@ -79,7 +79,9 @@ class StoreWorker {
   [[nodiscard]] std::uint64_t batch_retries() const { return batch_retries_.load(); }
   [[nodiscard]] std::uint64_t largest_batch() const { return largest_batch_.load(); }
   // Time spent running operations, and in COMMIT (mostly the fsync), since the start.
-  [[nodiscard]] std::chrono::nanoseconds operation_time() const { return std::chrono::nanoseconds(operation_ns_.load()); }
+  [[nodiscard]] std::chrono::nanoseconds operation_time() const {
+    return std::chrono::nanoseconds(operation_ns_.load());
+  }
   [[nodiscard]] std::chrono::nanoseconds commit_time() const { return std::chrono::nanoseconds(commit_ns_.load()); }
 
  private:

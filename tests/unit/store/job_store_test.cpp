@@ -47,7 +47,8 @@ TEST_F(JobStoreTest, EnqueueWithoutWatchDirOrProjectStoresNulls) {
   job.watch_dir.reset();
   const auto id = must(store().enqueue(job, t0())).job;
   EXPECT_EQ(must(store().connection().query_int64("SELECT count(*) FROM jobs WHERE watch_dir IS NULL AND "
-                                                  "project_id IS NULL AND id = " + std::to_string(id))),
+                                                  "project_id IS NULL AND id = " +
+                                                  std::to_string(id))),
             1);
 }
 

@@ -1,8 +1,8 @@
 // The store thread: results only after commit, group commit of work that arrives together,
 // one failing operation never undoing its neighbours, retries instead of dropped work, and a
 // clean stop. Runs under TSan too (label `threads`).
-#include "process_helpers.hpp"
 #include "store/store_worker.hpp"
+#include "process_helpers.hpp"
 #include "store_fixture.hpp"
 
 #include <gtest/gtest.h>
