@@ -237,9 +237,19 @@ Result<JobStore> JobStore::configure(Connection db, bool for_daemon) {
     }
     return version.error();
   }
-  if (!for_daemon && *version == 0) {
-    return make_error(db.file().string() + " holds no modeldrop job tables (modeldropd creates them when it starts)",
-                      StoreErrc::not_a_modeldrop_database);
+  if (*version == 0) {
+    // Version 0 is a file no migration has touched: empty (the daemon's to set up), or another
+    // program's database, which must not receive modeldrop's tables.
+    auto objects = db.query_int64("SELECT count(*) FROM sqlite_schema");
+    if (!objects) return objects.error();
+    if (*objects != 0) {
+      return make_error(db.file().string() + " is a SQLite database of another program, not modeldrop's",
+                        StoreErrc::not_a_modeldrop_database);
+    }
+    if (!for_daemon) {
+      return make_error(db.file().string() + " holds no modeldrop job tables (modeldropd creates them when it starts)",
+                        StoreErrc::not_a_modeldrop_database);
+    }
   }
   // FULL: in WAL mode every COMMIT fsyncs the WAL, so a job state reported committed survives
   // power loss (NORMAL may lose the last commits); the store worker's group commit pays for it.
@@ -280,6 +290,16 @@ Result<Job> JobStore::require_job(JobId job) {
   if (!found) return found.error();
   if (!*found) return unknown_job(job);
   return std::move(**found);
+}
+
+Result<bool> JobStore::has_open_attempt(JobId job) {
+  auto statement = db_.prepare("SELECT EXISTS (SELECT 1 FROM attempts WHERE job_id = ?1 AND outcome IS NULL)");
+  if (!statement) return statement.error();
+  StatementReset reset(**statement);
+  (*statement)->bind(1, job);
+  auto row = (*statement)->step();
+  if (!row) return row.error();
+  return *row && (*statement)->int64(0) != 0;
 }
 
 Result<void> JobStore::abort_open_attempt(JobId job, std::string_view error, WallTime now) {
@@ -455,10 +475,16 @@ Result<EnqueueResult> JobStore::enqueue(const NewJob& job, WallTime now) {
 
   // This very file if it was ever queued (never twice, whatever became of its job), else the
   // newest job for the path: unless it succeeded, the changed file is still its business.
-  std::optional<std::pair<JobId, JobState>> latest;
+  struct Latest {
+    JobId id;
+    JobState state;
+    bool attempt_running;  // an upload in flight (or a cancelled one the daemon has not closed yet)
+  };
+  std::optional<Latest> latest;
   {
     auto lookup = db_.prepare(
-        "SELECT id, state, inode = ?2 AND size_bytes = ?3 AND mtime_ns = ?4 AS same_file FROM jobs "
+        "SELECT id, state, inode = ?2 AND size_bytes = ?3 AND mtime_ns = ?4 AS same_file, "
+        "EXISTS (SELECT 1 FROM attempts WHERE job_id = jobs.id AND outcome IS NULL) FROM jobs "
         "WHERE path = ?1 ORDER BY same_file DESC, id DESC LIMIT 1");
     if (!lookup) return lookup.error();
     StatementReset reset(**lookup);
@@ -469,37 +495,38 @@ Result<EnqueueResult> JobStore::enqueue(const NewJob& job, WallTime now) {
       const JobId id = (*lookup)->int64(0);
       const auto state = parse_job_state((*lookup)->text(1)).value_or(JobState::failed);
       if ((*lookup)->int64(2) != 0) return EnqueueResult{id, EnqueueEffect::unchanged, state};
-      latest = {id, state};
+      latest = Latest{id, state, (*lookup)->int64(3) != 0};
     }
   }
 
   EnqueueResult result;
-  if (latest && latest->second == JobState::uploading) {
+  if (latest && (latest->state == JobState::uploading || latest->attempt_running)) {
     // The upload in flight sent the old file; its own check after sending sees the change
-    // (and finish_attempt refuses a success for a file the job no longer names).
+    // (and finish_attempt refuses a success for a file the job no longer names). The state is
+    // left to finish_attempt, which must find the attempt's job as it left it.
     auto update = db_.prepare(
         "UPDATE jobs SET device = ?2, inode = ?3, size_bytes = ?4, mtime_ns = ?5, sha256 = NULL, "
         "watch_dir = ?6, project_id = ?7, bytes_sent = min(bytes_sent, ?4), updated_at = ?8 WHERE id = ?1");
     if (!update) return update.error();
     StatementReset reset(**update);
-    (*update)->bind_all(latest->first, file.device, file.inode, file.size_bytes, file.mtime_ns,
+    (*update)->bind_all(latest->id, file.device, file.inode, file.size_bytes, file.mtime_ns,
                         job.watch_dir ? std::optional<std::string>(job.watch_dir->string()) : std::nullopt,
                         job.project_id, timestamp(now));
     if (auto done = (*update)->run(); !done) return done.error();
-    result = {latest->first, EnqueueEffect::updated, JobState::uploading};
-  } else if (latest && latest->second == JobState::pending) {
+    result = {latest->id, EnqueueEffect::updated, latest->state};
+  } else if (latest && latest->state == JobState::pending) {
     auto update = db_.prepare(
         "UPDATE jobs SET device = ?2, inode = ?3, size_bytes = ?4, mtime_ns = ?5, sha256 = NULL, "
         "watch_dir = ?6, project_id = ?7, current_path = path, next_attempt_at = ?8, bytes_sent = 0, "
         "updated_at = ?9 WHERE id = ?1");
     if (!update) return update.error();
     StatementReset reset(**update);
-    (*update)->bind_all(latest->first, file.device, file.inode, file.size_bytes, file.mtime_ns,
+    (*update)->bind_all(latest->id, file.device, file.inode, file.size_bytes, file.mtime_ns,
                         job.watch_dir ? std::optional<std::string>(job.watch_dir->string()) : std::nullopt,
                         job.project_id, timestamp(job.next_attempt_at), timestamp(now));
     if (auto done = (*update)->run(); !done) return done.error();
-    result = {latest->first, EnqueueEffect::updated, JobState::pending};
-  } else if (latest && latest->second != JobState::succeeded) {
+    result = {latest->id, EnqueueEffect::updated, JobState::pending};
+  } else if (latest && latest->state != JobState::succeeded) {
     // Failed or cancelled, and the file has changed: a new file to send, with a fresh budget.
     auto update = db_.prepare(
         "UPDATE jobs SET device = ?2, inode = ?3, size_bytes = ?4, mtime_ns = ?5, sha256 = NULL, "
@@ -509,11 +536,11 @@ Result<EnqueueResult> JobStore::enqueue(const NewJob& job, WallTime now) {
         "duplicate_of = NULL WHERE id = ?1");
     if (!update) return update.error();
     StatementReset reset(**update);
-    (*update)->bind_all(latest->first, file.device, file.inode, file.size_bytes, file.mtime_ns,
+    (*update)->bind_all(latest->id, file.device, file.inode, file.size_bytes, file.mtime_ns,
                         job.watch_dir ? std::optional<std::string>(job.watch_dir->string()) : std::nullopt,
                         job.project_id, timestamp(job.next_attempt_at), timestamp(now));
     if (auto done = (*update)->run(); !done) return done.error();
-    result = {latest->first, EnqueueEffect::updated, JobState::pending};
+    result = {latest->id, EnqueueEffect::updated, JobState::pending};
   } else {
     auto insert = db_.prepare(
         "INSERT INTO jobs (path, current_path, watch_dir, project_id, size_bytes, state, next_attempt_at, "
@@ -761,21 +788,16 @@ Result<Job> JobStore::release_claim(JobId job_id, std::optional<WallTime> next_a
   if (!write) return write.error();
   auto job = require_job(job_id);
   if (!job) return job.error();
-  if (job->state == JobState::cancelled) return std::move(*job);  // cancelled meanwhile: nothing to give back
-  if (job->state != JobState::uploading) return illegal(*job, "only an uploading job can be released");
-  {
-    auto open = db_.prepare("SELECT attempt FROM attempts WHERE job_id = ?1 AND outcome IS NULL");
-    if (!open) return open.error();
-    StatementReset reset(**open);
-    (*open)->bind(1, job_id);
-    auto row = (*open)->step();
-    if (!row) return row.error();
-    if (*row) {
-      return make_error(
-          "job " + std::to_string(job_id) + " has attempt " + (*open)->text(0) + " running; finish_attempt ends it",
-          StoreErrc::illegal_transition);
-    }
+  if (job->state != JobState::uploading && job->state != JobState::cancelled) {
+    return illegal(*job, "only an uploading job can be released");
   }
+  auto running = has_open_attempt(job_id);
+  if (!running) return running.error();
+  if (*running) {
+    return make_error("job " + std::to_string(job_id) + " has an attempt running; finish_attempt ends it",
+                      StoreErrc::illegal_transition);
+  }
+  if (job->state == JobState::cancelled) return std::move(*job);  // cancelled meanwhile: nothing to give back
   static const std::string sql = returning_job(
       "UPDATE jobs SET state = 'pending', next_attempt_at = ?2, bytes_sent = 0, updated_at = ?3, "
       "progress_at_ms = NULL, upload_rate_bytes_per_s = NULL WHERE id = ?1");
@@ -1032,6 +1054,14 @@ Result<std::vector<JobRequestResult>> JobStore::retry(std::span<const JobId> job
     } else if (result.previous_state = (*job)->state;
                result.previous_state != JobState::failed && result.previous_state != JobState::cancelled) {
       result.error = illegal(**job, "only failed or cancelled jobs can be retried");
+    } else if (auto running = has_open_attempt(id); !running) {
+      return running.error();
+    } else if (*running) {
+      // Cancelled while uploading, and the daemon has not stopped that upload yet: a retry now
+      // would let the old upload finish a job that is pending again.
+      result.error = make_error("job " + std::to_string(id) +
+                                    ": its cancelled upload is still being stopped; retry it in a moment",
+                                StoreErrc::illegal_transition);
     } else if (!(*job)->current_path) {
       result.error = make_error("job " + std::to_string(id) + ": its file is gone (" +
                                     (*job)->last_error.value_or("no current path") + "); nothing to retry",

@@ -295,6 +295,27 @@ TEST_F(JobStoreTest, AJobCancelledDuringItsUploadStaysCancelled) {
   EXPECT_NE(history->attempts[0].error->find("file-late"), std::string::npos) << *history->attempts[0].error;
 }
 
+TEST_F(JobStoreTest, ACancelledUploadMustStopBeforeItsJobIsRetriedOrRevived) {
+  const JobId id = uploading_job("/spool/in/a.zip", 1);
+  const JobId ids[] = {id};
+  must(store().cancel(ids, t0()));
+  // The daemon has not closed the attempt yet.
+  const auto refused = must(store().retry(ids, t0() + 1s));
+  ASSERT_TRUE(refused.at(0).error);
+  EXPECT_EQ(refused.at(0).error->code, StoreErrc::illegal_transition);
+  EXPECT_NE(refused.at(0).error->message.find("still being stopped"), std::string::npos);
+  const auto changed = must(store().enqueue(new_job("/spool/in/a.zip", 1, 2000), t0() + 1s));
+  EXPECT_EQ(changed.effect, EnqueueEffect::updated);
+  EXPECT_EQ(changed.state, JobState::cancelled) << "not revived while its attempt is open";
+  // Once the daemon has recorded the aborted attempt, retry works.
+  AttemptReport aborted = retry_later(id, t0());
+  aborted.outcome = AttemptOutcome::aborted;
+  aborted.counts_toward_attempts = false;
+  EXPECT_EQ(must(store().finish_attempt(aborted, t0() + 2s)).state, JobState::cancelled);
+  EXPECT_FALSE(must(store().retry(ids, t0() + 3s)).at(0).error);
+  EXPECT_EQ(must(store().find_job(id))->state, JobState::pending);
+}
+
 TEST_F(JobStoreTest, ReleaseGivesAClaimedJobBackWithoutAnAttempt) {
   const JobId id = add("/spool/in/a.zip", 1);
   must(store().claim_next(t0()));

@@ -145,11 +145,26 @@ TEST(OpenExisting, RefusesAFileThatIsNotSqlite) {
 
 TEST(OpenExisting, RefusesASqliteFileWithoutTheSchema) {
   test::TempDir dir;
-  must(Connection::open(dir / "other.db", OpenMode::create_if_missing, std::chrono::milliseconds(0))
-           ->execute("CREATE TABLE unrelated (x)"));
-  auto opened = JobStore::open_existing(dir / "other.db");
+  must(Connection::open(dir / "empty.db", OpenMode::create_if_missing, std::chrono::milliseconds(0))
+           ->execute("PRAGMA user_version = 0"));
+  auto opened = JobStore::open_existing(dir / "empty.db");
   ASSERT_FALSE(opened);
   EXPECT_EQ(opened.error().code, StoreErrc::not_a_modeldrop_database);
+  EXPECT_NE(opened.error().message.find("holds no modeldrop job tables"), std::string::npos);
+}
+
+TEST(OpenForDaemon, NeverAddsItsTablesToAnotherProgramsDatabase) {
+  test::TempDir dir;
+  must(Connection::open(dir / "other.db", OpenMode::create_if_missing, std::chrono::milliseconds(0))
+           ->execute("CREATE TABLE unrelated (x)"));
+  for (const bool daemon : {true, false}) {
+    auto opened = daemon ? JobStore::open_for_daemon(dir / "other.db") : JobStore::open_existing(dir / "other.db");
+    ASSERT_FALSE(opened);
+    EXPECT_EQ(opened.error().code, StoreErrc::not_a_modeldrop_database);
+    EXPECT_NE(opened.error().message.find("another program"), std::string::npos) << opened.error().message;
+  }
+  auto db = must(Connection::open(dir / "other.db", OpenMode::existing_only, std::chrono::milliseconds(0)));
+  EXPECT_EQ(must(db.query_int64("SELECT count(*) FROM sqlite_schema")), 1);
 }
 
 TEST(OpenExisting, RefusesADirectory) {
