@@ -40,9 +40,13 @@ struct Request {
   std::optional<std::string> project;
 };
 
-void print_error(const std::string& message) { std::cerr << "modeldrop: " << message << "\n"; }
+void print_error(const std::string& message) {
+  std::cerr << "modeldrop: " << message << "\n";
+}
 
-void print_json(const boost::json::value& value) { std::cout << boost::json::serialize(value) << "\n"; }
+void print_json(const boost::json::value& value) {
+  std::cout << boost::json::serialize(value) << "\n";
+}
 
 // Expected failures while a command runs (a lock held too long, an I/O error).
 int runtime_failure(const Error& error) {
@@ -148,8 +152,8 @@ int cancel_command(JobStore& store, const Request& request) {
 std::optional<std::string_view> hidden_from_service(const std::filesystem::path& path) {
   for (const std::string_view root : {"/home", "/root", "/tmp", "/var/tmp"}) {
     const std::string text = path.string();
-    if (text == root || (text.size() > root.size() && text.compare(0, root.size(), root) == 0 &&
-                         text[root.size()] == '/')) {
+    if (text == root ||
+        (text.size() > root.size() && text.compare(0, root.size(), root) == 0 && text[root.size()] == '/')) {
       return root;
     }
   }
@@ -208,8 +212,8 @@ int add_command(JobStore& store, const Request& request) {
         std::cout << "job " << queued->job << ": updated for the changed file " << shown << "\n";
         break;
       case store::EnqueueEffect::unchanged:
-        std::cout << "job " << queued->job << ": already queued (" << store::to_string(queued->state) << ") "
-                  << shown << "\n";
+        std::cout << "job " << queued->job << ": already queued (" << store::to_string(queued->state) << ") " << shown
+                  << "\n";
         break;
     }
   }
@@ -253,9 +257,9 @@ int run_cli_command(int argc, char** argv) {
   // Options of the program may follow the command too: `modeldrop jobs --db x.db`.
   cli.fallthrough();
   Request request;
-  auto* config_option = cli.add_option(
-      "--config", request.config_flag, "configuration file naming the database (default $MODELDROP_CONFIG, else " +
-                                            std::string(config::kDefaultConfigPath) + ")");
+  auto* config_option = cli.add_option("--config", request.config_flag,
+                                       "configuration file naming the database (default $MODELDROP_CONFIG, else " +
+                                           std::string(config::kDefaultConfigPath) + ")");
   auto* db_option = cli.add_option("--db", request.db_flag, "the job database (instead of the config's `database`)");
   config_option->excludes(db_option);
 

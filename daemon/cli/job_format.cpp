@@ -3,8 +3,8 @@
 #include "common/size.hpp"
 #include "common/text.hpp"
 
-#include <boost/json.hpp>
 #include <fmt/format.h>
+#include <boost/json.hpp>
 
 #include <algorithm>
 #include <cmath>
@@ -48,13 +48,17 @@ std::string pad_left(std::string_view text, std::size_t width) {
   return out;
 }
 
-std::string text_or_dash(const std::optional<std::string>& text) { return text ? printable(*text) : "-"; }
+std::string text_or_dash(const std::optional<std::string>& text) {
+  return text ? printable(*text) : "-";
+}
 
 std::string path_or_dash(const std::optional<std::filesystem::path>& path) {
   return path ? printable(path->string()) : "-";
 }
 
-std::string time_or_dash(const std::optional<WallTime>& t) { return t ? format_timestamp(*t) : "-"; }
+std::string time_or_dash(const std::optional<WallTime>& t) {
+  return t ? format_timestamp(*t) : "-";
+}
 
 std::chrono::seconds whole_seconds(WallClock::duration d) {
   return std::chrono::duration_cast<std::chrono::seconds>(d);
@@ -174,9 +178,9 @@ std::string render_jobs_table(const std::vector<Job>& jobs, WallTime now) {
   }
   std::string out;
   for (const auto& row : rows) {
-    out += pad_left(row.id, id_width) + "  " + pad_right(row.state, state_width) + "  " + pad_left(row.size, size_width) +
-           "  " + pad_left(row.attempts, attempts_width) + "  " + pad_right(row.situation, situation_width) + "  " +
-           row.path + "\n";
+    out += pad_left(row.id, id_width) + "  " + pad_right(row.state, state_width) + "  " +
+           pad_left(row.size, size_width) + "  " + pad_left(row.attempts, attempts_width) + "  " +
+           pad_right(row.situation, situation_width) + "  " + row.path + "\n";
   }
   return out;
 }
@@ -234,8 +238,8 @@ std::string render_status(const StatusReport& status, WallTime now) {
   if (status.daemon_running) {
     const auto& daemon = *status.daemon;
     const auto age = whole_seconds(now - daemon.heartbeat_at);
-    out += fmt::format("daemon:   running (pid {}, version {}, heartbeat {} ago)", daemon.pid, printable(daemon.version),
-                       format_span(age));
+    out += fmt::format("daemon:   running (pid {}, version {}, heartbeat {} ago)", daemon.pid,
+                       printable(daemon.version), format_span(age));
     // The daemon refreshes it every 5 s: much older means it is stuck.
     if (age > std::chrono::seconds(30)) out += "  -- no recent heartbeat: is it stuck?";
     out += "\n";

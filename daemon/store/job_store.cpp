@@ -237,9 +237,19 @@ Result<JobStore> JobStore::configure(Connection db, bool for_daemon) {
     }
     return version.error();
   }
-  if (!for_daemon && *version == 0) {
-    return make_error(db.file().string() + " holds no modeldrop job tables (modeldropd creates them when it starts)",
-                      StoreErrc::not_a_modeldrop_database);
+  if (*version == 0) {
+    // Version 0 is a file no migration has touched: empty (the daemon's to set up), or another
+    // program's database, which must not receive modeldrop's tables.
+    auto objects = db.query_int64("SELECT count(*) FROM sqlite_schema");
+    if (!objects) return objects.error();
+    if (*objects != 0) {
+      return make_error(db.file().string() + " is a SQLite database of another program, not modeldrop's",
+                        StoreErrc::not_a_modeldrop_database);
+    }
+    if (!for_daemon) {
+      return make_error(db.file().string() + " holds no modeldrop job tables (modeldropd creates them when it starts)",
+                        StoreErrc::not_a_modeldrop_database);
+    }
   }
   // FULL: in WAL mode every COMMIT fsyncs the WAL, so a job state reported committed survives
   // power loss (NORMAL may lose the last commits); the store worker's group commit pays for it.
@@ -280,6 +290,16 @@ Result<Job> JobStore::require_job(JobId job) {
   if (!found) return found.error();
   if (!*found) return unknown_job(job);
   return std::move(**found);
+}
+
+Result<bool> JobStore::has_open_attempt(JobId job) {
+  auto statement = db_.prepare("SELECT EXISTS (SELECT 1 FROM attempts WHERE job_id = ?1 AND outcome IS NULL)");
+  if (!statement) return statement.error();
+  StatementReset reset(**statement);
+  (*statement)->bind(1, job);
+  auto row = (*statement)->step();
+  if (!row) return row.error();
+  return *row && (*statement)->int64(0) != 0;
 }
 
 Result<void> JobStore::abort_open_attempt(JobId job, std::string_view error, WallTime now) {
@@ -340,7 +360,7 @@ Error not_registered(const std::filesystem::path& file) {
 
 Result<void> JobStore::heartbeat(WallTime now, double upload_rate_bytes_per_s) {
   if (!registered_pid_) return not_registered(db_.file());
-  auto write = AtomicWrite::begin(db_);
+  auto write = AtomicWrite::begin(db_, AtomicWrite::Size::one_statement);
   if (!write) return write.error();
   auto statement =
       db_.prepare("UPDATE daemon SET heartbeat_at = ?1, upload_rate_bytes_per_s = ?2 WHERE id = 1 AND pid = ?3");
@@ -356,7 +376,7 @@ Result<void> JobStore::heartbeat(WallTime now, double upload_rate_bytes_per_s) {
 
 Result<void> JobStore::set_held_reason(const std::optional<std::string>& reason) {
   if (!registered_pid_) return not_registered(db_.file());
-  auto write = AtomicWrite::begin(db_);
+  auto write = AtomicWrite::begin(db_, AtomicWrite::Size::one_statement);
   if (!write) return write.error();
   auto statement = db_.prepare("UPDATE daemon SET held_reason = ?1 WHERE id = 1 AND pid = ?2");
   if (!statement) return statement.error();
@@ -371,7 +391,7 @@ Result<void> JobStore::set_held_reason(const std::optional<std::string>& reason)
 
 Result<void> JobStore::unregister_daemon() {
   if (!registered_pid_) return {};
-  auto write = AtomicWrite::begin(db_);
+  auto write = AtomicWrite::begin(db_, AtomicWrite::Size::one_statement);
   if (!write) return write.error();
   auto statement = db_.prepare("DELETE FROM daemon WHERE id = 1 AND pid = ?1");
   if (!statement) return statement.error();
@@ -401,7 +421,7 @@ Result<std::optional<DaemonRecord>> JobStore::daemon_record() {
 // ---- Pause
 
 Result<bool> JobStore::pause(WallTime now) {
-  auto write = AtomicWrite::begin(db_);
+  auto write = AtomicWrite::begin(db_, AtomicWrite::Size::one_statement);
   if (!write) return write.error();
   auto statement = db_.prepare("INSERT INTO settings (key, value) VALUES ('paused', ?1) ON CONFLICT (key) DO NOTHING");
   if (!statement) return statement.error();
@@ -416,7 +436,7 @@ Result<bool> JobStore::pause(WallTime now) {
 }
 
 Result<bool> JobStore::resume() {
-  auto write = AtomicWrite::begin(db_);
+  auto write = AtomicWrite::begin(db_, AtomicWrite::Size::one_statement);
   if (!write) return write.error();
   auto statement = db_.prepare("DELETE FROM settings WHERE key = 'paused'");
   if (!statement) return statement.error();
@@ -453,60 +473,60 @@ Result<EnqueueResult> JobStore::enqueue(const NewJob& job, WallTime now) {
   if (!write) return write.error();
   const auto& file = job.file;
 
-  // This very file: never queued twice, whatever became of its job.
+  // This very file if it was ever queued (never twice, whatever became of its job), else the
+  // newest job for the path: unless it succeeded, the changed file is still its business.
+  struct Latest {
+    JobId id;
+    JobState state;
+    bool attempt_running;  // an upload in flight (or a cancelled one the daemon has not closed yet)
+  };
+  std::optional<Latest> latest;
   {
-    auto same =
-        db_.prepare("SELECT id, state FROM jobs WHERE path = ?1 AND inode = ?2 AND size_bytes = ?3 AND mtime_ns = ?4");
-    if (!same) return same.error();
-    StatementReset reset(**same);
-    (*same)->bind_all(job.path.string(), file.inode, file.size_bytes, file.mtime_ns);
-    auto row = (*same)->step();
+    auto lookup = db_.prepare(
+        "SELECT id, state, inode = ?2 AND size_bytes = ?3 AND mtime_ns = ?4 AS same_file, "
+        "EXISTS (SELECT 1 FROM attempts WHERE job_id = jobs.id AND outcome IS NULL) FROM jobs "
+        "WHERE path = ?1 ORDER BY same_file DESC, id DESC LIMIT 1");
+    if (!lookup) return lookup.error();
+    StatementReset reset(**lookup);
+    (*lookup)->bind_all(job.path.string(), file.inode, file.size_bytes, file.mtime_ns);
+    auto row = (*lookup)->step();
     if (!row) return row.error();
     if (*row) {
-      return EnqueueResult{(*same)->int64(0), EnqueueEffect::unchanged,
-                           parse_job_state((*same)->text(1)).value_or(JobState::failed)};
+      const JobId id = (*lookup)->int64(0);
+      const auto state = parse_job_state((*lookup)->text(1)).value_or(JobState::failed);
+      if ((*lookup)->int64(2) != 0) return EnqueueResult{id, EnqueueEffect::unchanged, state};
+      latest = Latest{id, state, (*lookup)->int64(3) != 0};
     }
   }
 
-  // The newest job for this path; unless it succeeded, the changed file is still its business.
-  std::optional<std::pair<JobId, JobState>> latest;
-  {
-    auto newest = db_.prepare("SELECT id, state FROM jobs WHERE path = ?1 ORDER BY id DESC LIMIT 1");
-    if (!newest) return newest.error();
-    StatementReset reset(**newest);
-    (*newest)->bind(1, job.path.string());
-    auto row = (*newest)->step();
-    if (!row) return row.error();
-    if (*row) latest = {(*newest)->int64(0), parse_job_state((*newest)->text(1)).value_or(JobState::failed)};
-  }
-
   EnqueueResult result;
-  if (latest && latest->second == JobState::uploading) {
+  if (latest && (latest->state == JobState::uploading || latest->attempt_running)) {
     // The upload in flight sent the old file; its own check after sending sees the change
-    // (and finish_attempt refuses a success for a file the job no longer names).
+    // (and finish_attempt refuses a success for a file the job no longer names). The state is
+    // left to finish_attempt, which must find the attempt's job as it left it.
     auto update = db_.prepare(
         "UPDATE jobs SET device = ?2, inode = ?3, size_bytes = ?4, mtime_ns = ?5, sha256 = NULL, "
         "watch_dir = ?6, project_id = ?7, bytes_sent = min(bytes_sent, ?4), updated_at = ?8 WHERE id = ?1");
     if (!update) return update.error();
     StatementReset reset(**update);
-    (*update)->bind_all(latest->first, file.device, file.inode, file.size_bytes, file.mtime_ns,
+    (*update)->bind_all(latest->id, file.device, file.inode, file.size_bytes, file.mtime_ns,
                         job.watch_dir ? std::optional<std::string>(job.watch_dir->string()) : std::nullopt,
                         job.project_id, timestamp(now));
     if (auto done = (*update)->run(); !done) return done.error();
-    result = {latest->first, EnqueueEffect::updated, JobState::uploading};
-  } else if (latest && latest->second == JobState::pending) {
+    result = {latest->id, EnqueueEffect::updated, latest->state};
+  } else if (latest && latest->state == JobState::pending) {
     auto update = db_.prepare(
         "UPDATE jobs SET device = ?2, inode = ?3, size_bytes = ?4, mtime_ns = ?5, sha256 = NULL, "
         "watch_dir = ?6, project_id = ?7, current_path = path, next_attempt_at = ?8, bytes_sent = 0, "
         "updated_at = ?9 WHERE id = ?1");
     if (!update) return update.error();
     StatementReset reset(**update);
-    (*update)->bind_all(latest->first, file.device, file.inode, file.size_bytes, file.mtime_ns,
+    (*update)->bind_all(latest->id, file.device, file.inode, file.size_bytes, file.mtime_ns,
                         job.watch_dir ? std::optional<std::string>(job.watch_dir->string()) : std::nullopt,
                         job.project_id, timestamp(job.next_attempt_at), timestamp(now));
     if (auto done = (*update)->run(); !done) return done.error();
-    result = {latest->first, EnqueueEffect::updated, JobState::pending};
-  } else if (latest && latest->second != JobState::succeeded) {
+    result = {latest->id, EnqueueEffect::updated, JobState::pending};
+  } else if (latest && latest->state != JobState::succeeded) {
     // Failed or cancelled, and the file has changed: a new file to send, with a fresh budget.
     auto update = db_.prepare(
         "UPDATE jobs SET device = ?2, inode = ?3, size_bytes = ?4, mtime_ns = ?5, sha256 = NULL, "
@@ -516,11 +536,11 @@ Result<EnqueueResult> JobStore::enqueue(const NewJob& job, WallTime now) {
         "duplicate_of = NULL WHERE id = ?1");
     if (!update) return update.error();
     StatementReset reset(**update);
-    (*update)->bind_all(latest->first, file.device, file.inode, file.size_bytes, file.mtime_ns,
+    (*update)->bind_all(latest->id, file.device, file.inode, file.size_bytes, file.mtime_ns,
                         job.watch_dir ? std::optional<std::string>(job.watch_dir->string()) : std::nullopt,
                         job.project_id, timestamp(job.next_attempt_at), timestamp(now));
     if (auto done = (*update)->run(); !done) return done.error();
-    result = {latest->first, EnqueueEffect::updated, JobState::pending};
+    result = {latest->id, EnqueueEffect::updated, JobState::pending};
   } else {
     auto insert = db_.prepare(
         "INSERT INTO jobs (path, current_path, watch_dir, project_id, size_bytes, state, next_attempt_at, "
@@ -565,7 +585,7 @@ const std::string& claim_next_sql(bool require_sha256) {
 }  // namespace
 
 Result<std::optional<Job>> JobStore::claim_next(WallTime now, bool require_sha256) {
-  auto write = AtomicWrite::begin(db_);
+  auto write = AtomicWrite::begin(db_, AtomicWrite::Size::one_statement);
   if (!write) return write.error();
   auto statement = db_.prepare(claim_next_sql(require_sha256));
   if (!statement) return statement.error();
@@ -584,33 +604,28 @@ Result<std::optional<Job>> JobStore::claim_next(WallTime now, bool require_sha25
 Result<int> JobStore::begin_attempt(JobId job_id, WallTime now) {
   auto write = AtomicWrite::begin(db_);
   if (!write) return write.error();
-  auto job = require_job(job_id);
-  if (!job) return job.error();
-  if (job->state != JobState::uploading) return illegal(*job, "only an uploading job can start an attempt");
-  int number = 0;
+  std::optional<int> number;
   {
-    auto open = db_.prepare("SELECT attempt FROM attempts WHERE job_id = ?1 AND outcome IS NULL");
-    if (!open) return open.error();
-    StatementReset reset(**open);
-    (*open)->bind(1, job_id);
-    auto row = (*open)->step();
-    if (!row) return row.error();
-    if (*row) {
-      return make_error("job " + std::to_string(job_id) + " already has attempt " + (*open)->text(0) + " running",
-                        StoreErrc::illegal_transition);
-    }
-  }
-  {
+    // Only for an uploading job without an open attempt; anything else inserts nothing.
     auto insert = db_.prepare(
         "INSERT INTO attempts (job_id, attempt, started_at) "
-        "VALUES (?1, (SELECT coalesce(max(attempt), 0) + 1 FROM attempts WHERE job_id = ?1), ?2) RETURNING attempt");
+        "SELECT ?1, coalesce((SELECT max(attempt) FROM attempts WHERE job_id = ?1), 0) + 1, ?2 "
+        "WHERE EXISTS (SELECT 1 FROM jobs WHERE id = ?1 AND state = 'uploading') "
+        "AND NOT EXISTS (SELECT 1 FROM attempts WHERE job_id = ?1 AND outcome IS NULL) RETURNING attempt");
     if (!insert) return insert.error();
     StatementReset reset(**insert);
     (*insert)->bind_all(job_id, timestamp(now));
     auto row = (*insert)->step();
     if (!row) return row.error();
-    number = static_cast<int>((*insert)->int64(0));
+    if (*row) number = static_cast<int>((*insert)->int64(0));
     if (auto done = (*insert)->run(); !done) return done.error();
+  }
+  if (!number) {
+    auto job = require_job(job_id);
+    if (!job) return job.error();
+    if (job->state != JobState::uploading) return illegal(*job, "only an uploading job can start an attempt");
+    return make_error("job " + std::to_string(job_id) + " already has an attempt running",
+                      StoreErrc::illegal_transition);
   }
   {
     auto update = db_.prepare(
@@ -622,13 +637,13 @@ Result<int> JobStore::begin_attempt(JobId job_id, WallTime now) {
     if (auto done = (*update)->run(); !done) return done.error();
   }
   if (auto committed = write->commit(); !committed) return committed.error();
-  return number;
+  return *number;
 }
 
 Result<void> JobStore::record_progress(JobId job_id, std::uint64_t bytes_sent, WallTime now) {
   // The rate is smoothed over a few calls (new sample weighs 0.3); the right-hand sides all see
   // the row as it was before this UPDATE.
-  auto write = AtomicWrite::begin(db_);
+  auto write = AtomicWrite::begin(db_, AtomicWrite::Size::one_statement);
   if (!write) return write.error();
   auto statement = db_.prepare(
       "UPDATE jobs SET upload_rate_bytes_per_s = CASE "
@@ -673,28 +688,40 @@ Result<Job> JobStore::finish_attempt(const AttemptReport& report, WallTime now) 
 
   auto write = AtomicWrite::begin(db_);
   if (!write) return write.error();
-  auto job = require_job(report.job);
-  if (!job) return job.error();
+  // Just what the decision needs: state, size, the file's identity and the open attempt.
+  JobState state = JobState::pending;
+  FileIdentity file;
   std::optional<int> open_attempt;
   {
-    auto open = db_.prepare("SELECT attempt FROM attempts WHERE job_id = ?1 AND outcome IS NULL");
-    if (!open) return open.error();
-    StatementReset reset(**open);
-    (*open)->bind(1, report.job);
-    auto row = (*open)->step();
+    auto current = db_.prepare(
+        "SELECT state, size_bytes, device, inode, mtime_ns, "
+        "(SELECT attempt FROM attempts WHERE job_id = jobs.id AND outcome IS NULL) FROM jobs WHERE id = ?1");
+    if (!current) return current.error();
+    StatementReset reset(**current);
+    (*current)->bind(1, report.job);
+    auto row = (*current)->step();
     if (!row) return row.error();
-    if (*row) open_attempt = static_cast<int>((*open)->int64(0));
+    if (!*row) return unknown_job(report.job);
+    const auto& r = **current;
+    state = parse_job_state(r.text(0)).value_or(JobState::failed);
+    file = {static_cast<std::uint64_t>(r.int64(2)), static_cast<std::uint64_t>(r.int64(3)), read_uint64(r, 1),
+            r.int64(4)};
+    if (!r.is_null(5)) open_attempt = static_cast<int>(r.int64(5));
   }
-  const bool cancelled_meanwhile = job->state == JobState::cancelled && open_attempt.has_value();
+  const bool cancelled_meanwhile = state == JobState::cancelled && open_attempt.has_value();
   if (!cancelled_meanwhile) {
-    if (job->state != JobState::uploading) return illegal(*job, "only an uploading job can finish an attempt");
+    if (state != JobState::uploading) {
+      return make_error(
+          job_text + " is " + std::string(to_string(state)) + "; only an uploading job can finish an attempt",
+          StoreErrc::illegal_transition);
+    }
     if (!open_attempt) {
       return make_error(job_text + " has no attempt running", StoreErrc::illegal_transition);
     }
   }
 
   AttemptReport effective = report;
-  effective.bytes_sent = std::min(report.bytes_sent, job->size_bytes);
+  effective.bytes_sent = std::min(report.bytes_sent, file.size_bytes);
   if (cancelled_meanwhile) {
     // `modeldrop cancel` won: the job stays cancelled whatever the server said.
     std::string error = "cancelled during the attempt";
@@ -702,7 +729,7 @@ Result<Job> JobStore::finish_attempt(const AttemptReport& report, WallTime now) 
     if (report.error) error += "; " + *report.error;
     effective.outcome = AttemptOutcome::aborted;
     effective.error = error;
-  } else if (success_outcome && report.sent_file && *report.sent_file != job->file) {
+  } else if (success_outcome && report.sent_file && *report.sent_file != file) {
     // The file changed while it was sent (CONTRACT §5): that success is not accepted.
     effective.outcome = AttemptOutcome::aborted;
     effective.error = "the file changed while it was sent";
@@ -767,21 +794,16 @@ Result<Job> JobStore::release_claim(JobId job_id, std::optional<WallTime> next_a
   if (!write) return write.error();
   auto job = require_job(job_id);
   if (!job) return job.error();
-  if (job->state == JobState::cancelled) return std::move(*job);  // cancelled meanwhile: nothing to give back
-  if (job->state != JobState::uploading) return illegal(*job, "only an uploading job can be released");
-  {
-    auto open = db_.prepare("SELECT attempt FROM attempts WHERE job_id = ?1 AND outcome IS NULL");
-    if (!open) return open.error();
-    StatementReset reset(**open);
-    (*open)->bind(1, job_id);
-    auto row = (*open)->step();
-    if (!row) return row.error();
-    if (*row) {
-      return make_error(
-          "job " + std::to_string(job_id) + " has attempt " + (*open)->text(0) + " running; finish_attempt ends it",
-          StoreErrc::illegal_transition);
-    }
+  if (job->state != JobState::uploading && job->state != JobState::cancelled) {
+    return illegal(*job, "only an uploading job can be released");
   }
+  auto running = has_open_attempt(job_id);
+  if (!running) return running.error();
+  if (*running) {
+    return make_error("job " + std::to_string(job_id) + " has an attempt running; finish_attempt ends it",
+                      StoreErrc::illegal_transition);
+  }
+  if (job->state == JobState::cancelled) return std::move(*job);  // cancelled meanwhile: nothing to give back
   static const std::string sql = returning_job(
       "UPDATE jobs SET state = 'pending', next_attempt_at = ?2, bytes_sent = 0, updated_at = ?3, "
       "progress_at_ms = NULL, upload_rate_bytes_per_s = NULL WHERE id = ?1");
@@ -891,7 +913,7 @@ Result<Job> JobStore::fail(JobId job_id, std::string_view reason, WallTime now) 
 }
 
 Result<void> JobStore::set_current_path(JobId job_id, const std::optional<std::filesystem::path>& path, WallTime now) {
-  auto write = AtomicWrite::begin(db_);
+  auto write = AtomicWrite::begin(db_, AtomicWrite::Size::one_statement);
   if (!write) return write.error();
   auto statement = db_.prepare("UPDATE jobs SET current_path = ?2, updated_at = ?3 WHERE id = ?1");
   if (!statement) return statement.error();
@@ -921,7 +943,7 @@ Result<bool> JobStore::set_sha256(JobId job_id, std::string_view sha256_hex, con
     return invalid("job " + std::to_string(job_id) + ": \"" + std::string(sha256_hex) +
                    "\" is not a lowercase hex SHA-256");
   }
-  auto write = AtomicWrite::begin(db_);
+  auto write = AtomicWrite::begin(db_, AtomicWrite::Size::one_statement);
   if (!write) return write.error();
   auto statement = db_.prepare(
       "UPDATE jobs SET sha256 = ?2, updated_at = ?3 "
@@ -1038,6 +1060,14 @@ Result<std::vector<JobRequestResult>> JobStore::retry(std::span<const JobId> job
     } else if (result.previous_state = (*job)->state;
                result.previous_state != JobState::failed && result.previous_state != JobState::cancelled) {
       result.error = illegal(**job, "only failed or cancelled jobs can be retried");
+    } else if (auto running = has_open_attempt(id); !running) {
+      return running.error();
+    } else if (*running) {
+      // Cancelled while uploading, and the daemon has not stopped that upload yet: a retry now
+      // would let the old upload finish a job that is pending again.
+      result.error = make_error("job " + std::to_string(id) +
+                                    ": its cancelled upload is still being stopped; retry it in a moment",
+                                StoreErrc::illegal_transition);
     } else if (!(*job)->current_path) {
       result.error = make_error("job " + std::to_string(id) + ": its file is gone (" +
                                     (*job)->last_error.value_or("no current path") + "); nothing to retry",
@@ -1058,7 +1088,7 @@ Result<std::vector<JobRequestResult>> JobStore::retry(std::span<const JobId> job
 }
 
 Result<std::vector<JobId>> JobStore::retry_failed(WallTime now) {
-  auto write = AtomicWrite::begin(db_);
+  auto write = AtomicWrite::begin(db_, AtomicWrite::Size::one_statement);
   if (!write) return write.error();
   std::vector<JobId> retried;
   {

@@ -281,6 +281,7 @@ class JobStore {
 
   Result<std::optional<Job>> load_job(JobId job);
   Result<Job> require_job(JobId job);
+  Result<bool> has_open_attempt(JobId job);
   Result<void> abort_open_attempt(JobId job, std::string_view error, WallTime now);
 
   Connection db_;

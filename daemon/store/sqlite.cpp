@@ -37,7 +37,9 @@ const std::error_category& sqlite_condition_category() noexcept {
   return category;
 }
 
-std::error_code make_sqlite_error_code(int result_code) noexcept { return {result_code, sqlite_category()}; }
+std::error_code make_sqlite_error_code(int result_code) noexcept {
+  return {result_code, sqlite_category()};
+}
 
 std::error_condition make_error_condition(SqliteCondition condition) noexcept {
   return {static_cast<int>(condition), sqlite_condition_category()};
@@ -49,8 +51,12 @@ struct ConnectionState {
   sqlite3* db = nullptr;
   std::filesystem::path file;
   std::uint64_t busy_results = 0;
-  // Keyed by the SQL text; the statements live as long as the connection.
-  std::unordered_map<std::string, std::unique_ptr<Statement>> statements;
+  // Keyed by the SQL text (looked up without copying it); the statements live as long as the connection.
+  struct SqlHash {
+    using is_transparent = void;
+    std::size_t operator()(std::string_view sql) const noexcept { return std::hash<std::string_view>{}(sql); }
+  };
+  std::unordered_map<std::string, std::unique_ptr<Statement>, SqlHash, std::equal_to<>> statements;
 
   ~ConnectionState() {
     statements.clear();  // finalize every statement before closing
@@ -75,7 +81,9 @@ struct ConnectionState {
 Statement::Statement(sqlite3_stmt* statement, detail::ConnectionState* connection) noexcept
     : statement_(statement), connection_(connection) {}
 
-Statement::~Statement() { sqlite3_finalize(statement_); }
+Statement::~Statement() {
+  sqlite3_finalize(statement_);
+}
 
 std::int64_t Statement::checked_int64(std::uint64_t value) {
   if (value > static_cast<std::uint64_t>(std::numeric_limits<std::int64_t>::max())) {
@@ -91,13 +99,16 @@ void Statement::check_bind(int result_code, int index) const {
   }
 }
 
-void Statement::bind(int index, std::nullopt_t) { check_bind(sqlite3_bind_null(statement_, index), index); }
+void Statement::bind(int index, std::nullopt_t) {
+  check_bind(sqlite3_bind_null(statement_, index), index);
+}
 
-void Statement::bind(int index, double value) { check_bind(sqlite3_bind_double(statement_, index, value), index); }
+void Statement::bind(int index, double value) {
+  check_bind(sqlite3_bind_double(statement_, index, value), index);
+}
 
 void Statement::bind(int index, std::string_view value) {
-  check_bind(sqlite3_bind_text64(statement_, index, value.data(), value.size(), SQLITE_TRANSIENT, SQLITE_UTF8),
-             index);
+  check_bind(sqlite3_bind_text64(statement_, index, value.data(), value.size(), SQLITE_TRANSIENT, SQLITE_UTF8), index);
 }
 
 void Statement::bind_int64(int index, std::int64_t value) {
@@ -120,11 +131,17 @@ Result<void> Statement::run() {
   }
 }
 
-bool Statement::is_null(int column) const { return sqlite3_column_type(statement_, column) == SQLITE_NULL; }
+bool Statement::is_null(int column) const {
+  return sqlite3_column_type(statement_, column) == SQLITE_NULL;
+}
 
-std::int64_t Statement::int64(int column) const { return sqlite3_column_int64(statement_, column); }
+std::int64_t Statement::int64(int column) const {
+  return sqlite3_column_int64(statement_, column);
+}
 
-double Statement::real(int column) const { return sqlite3_column_double(statement_, column); }
+double Statement::real(int column) const {
+  return sqlite3_column_double(statement_, column);
+}
 
 std::string Statement::text(int column) const {
   const auto* data = sqlite3_column_text(statement_, column);
@@ -153,7 +170,9 @@ void Statement::reset() noexcept {
   sqlite3_clear_bindings(statement_);
 }
 
-std::string_view Statement::sql() const { return sqlite3_sql(statement_); }
+std::string_view Statement::sql() const {
+  return sqlite3_sql(statement_);
+}
 
 // ---- Connection
 
@@ -188,8 +207,8 @@ Result<void> Connection::execute(std::string_view sql) {
 }
 
 Result<Statement*> Connection::prepare(std::string_view sql) {
+  if (auto found = state_->statements.find(sql); found != state_->statements.end()) return found->second.get();
   const std::string key(sql);
-  if (auto found = state_->statements.find(key); found != state_->statements.end()) return found->second.get();
   sqlite3_stmt* raw = nullptr;
   const int rc = sqlite3_prepare_v3(state_->db, key.c_str(), static_cast<int>(key.size() + 1),
                                     SQLITE_PREPARE_PERSISTENT, &raw, nullptr);
@@ -225,17 +244,29 @@ Result<std::string> Connection::query_text(std::string_view sql) {
   return Result<std::string>(boost::system::in_place_value, (*statement)->text(0));
 }
 
-std::int64_t Connection::changes() const { return sqlite3_changes64(state_->db); }
+std::int64_t Connection::changes() const {
+  return sqlite3_changes64(state_->db);
+}
 
-bool Connection::in_transaction() const { return sqlite3_get_autocommit(state_->db) == 0; }
+bool Connection::in_transaction() const {
+  return sqlite3_get_autocommit(state_->db) == 0;
+}
 
-std::uint64_t Connection::busy_results() const { return state_->busy_results; }
+std::uint64_t Connection::busy_results() const {
+  return state_->busy_results;
+}
 
-const std::filesystem::path& Connection::file() const { return state_->file; }
+const std::filesystem::path& Connection::file() const {
+  return state_->file;
+}
 
-sqlite3* Connection::handle() const { return state_->db; }
+sqlite3* Connection::handle() const {
+  return state_->db;
+}
 
-Error Connection::error(std::string_view context, int result_code) const { return state_->error(context, result_code); }
+Error Connection::error(std::string_view context, int result_code) const {
+  return state_->error(context, result_code);
+}
 
 // ---- Transactions
 
@@ -275,36 +306,51 @@ Result<void> ImmediateTransaction::commit() {
   return committed;
 }
 
-Result<AtomicWrite> AtomicWrite::begin(Connection& connection) {
+Result<AtomicWrite> AtomicWrite::begin(Connection& connection, Size size) {
   if (connection.in_transaction()) {
+    if (size == Size::one_statement) return AtomicWrite(connection, Kind::statement);
     if (auto begun = run_cached(connection, "SAVEPOINT atomic_write"); !begun) return begun.error();
-    return AtomicWrite(connection, true);
+    return AtomicWrite(connection, Kind::savepoint);
   }
   if (auto begun = run_cached(connection, "BEGIN IMMEDIATE"); !begun) return begun.error();
-  return AtomicWrite(connection, false);
+  return AtomicWrite(connection, Kind::transaction);
 }
 
 AtomicWrite::AtomicWrite(AtomicWrite&& other) noexcept
-    : connection_(std::exchange(other.connection_, nullptr)), is_savepoint_(other.is_savepoint_) {}
+    : connection_(std::exchange(other.connection_, nullptr)), kind_(other.kind_) {}
 
 AtomicWrite::~AtomicWrite() {
   if (connection_ == nullptr) return;
-  if (is_savepoint_) {
-    // ROLLBACK TO undoes the savepoint's work but keeps it open; RELEASE then removes it.
-    if (connection_->in_transaction()) {
-      (void)run_cached(*connection_, "ROLLBACK TO atomic_write");
-      (void)run_cached(*connection_, "RELEASE atomic_write");
-    }
-  } else {
-    rollback_quietly(*connection_);
+  switch (kind_) {
+    case Kind::transaction:
+      rollback_quietly(*connection_);
+      break;
+    case Kind::savepoint:
+      // ROLLBACK TO undoes the savepoint's work but keeps it open; RELEASE then removes it.
+      if (connection_->in_transaction()) {
+        (void)run_cached(*connection_, "ROLLBACK TO atomic_write");
+        (void)run_cached(*connection_, "RELEASE atomic_write");
+      }
+      break;
+    case Kind::statement:
+      break;  // a failed statement has already undone itself
   }
 }
 
 Result<void> AtomicWrite::commit() {
   auto* connection = std::exchange(connection_, nullptr);
-  auto committed = run_cached(*connection, is_savepoint_ ? "RELEASE atomic_write" : "COMMIT");
-  if (!committed && !is_savepoint_) rollback_quietly(*connection);
-  return committed;
+  switch (kind_) {
+    case Kind::transaction: {
+      auto committed = run_cached(*connection, "COMMIT");
+      if (!committed) rollback_quietly(*connection);
+      return committed;
+    }
+    case Kind::savepoint:
+      return run_cached(*connection, "RELEASE atomic_write");
+    case Kind::statement:
+      return {};
+  }
+  return {};
 }
 
 Result<ReadSnapshot> ReadSnapshot::begin(Connection& connection) {

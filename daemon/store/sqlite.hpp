@@ -182,10 +182,12 @@ class [[nodiscard]] ImmediateTransaction {
 
 // All-or-nothing for one store operation: its own BEGIN IMMEDIATE transaction when none is
 // open, a SAVEPOINT inside the caller's transaction (the store worker's group commit), so a
-// failing operation is undone without undoing its neighbours in the batch.
+// failing operation is undone without undoing its neighbours in the batch. An operation of
+// one statement needs no savepoint there: SQLite makes each statement atomic already.
 class [[nodiscard]] AtomicWrite {
  public:
-  static Result<AtomicWrite> begin(Connection& connection);
+  enum class Size { one_statement, several_statements };
+  static Result<AtomicWrite> begin(Connection& connection, Size size = Size::several_statements);
   AtomicWrite(AtomicWrite&& other) noexcept;
   AtomicWrite& operator=(AtomicWrite&&) = delete;
   AtomicWrite(const AtomicWrite&) = delete;
@@ -193,10 +195,10 @@ class [[nodiscard]] AtomicWrite {
   Result<void> commit();
 
  private:
-  AtomicWrite(Connection& connection, bool is_savepoint) noexcept
-      : connection_(&connection), is_savepoint_(is_savepoint) {}
+  enum class Kind { transaction, savepoint, statement };
+  AtomicWrite(Connection& connection, Kind kind) noexcept : connection_(&connection), kind_(kind) {}
   Connection* connection_;
-  bool is_savepoint_;
+  Kind kind_;
 };
 
 // One consistent snapshot for several SELECTs (BEGIN ... COMMIT); nothing extra inside an

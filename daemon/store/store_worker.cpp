@@ -9,7 +9,9 @@ namespace modeldrop::store {
 StoreWorker::StoreWorker(JobStore store, Options options)
     : store_(std::move(store)), options_(options), thread_([this] { run(); }) {}
 
-StoreWorker::~StoreWorker() { stop(); }
+StoreWorker::~StoreWorker() {
+  stop();
+}
 
 void StoreWorker::stop() {
   {
@@ -70,7 +72,8 @@ std::size_t StoreWorker::try_batch(std::deque<Task>& ready, std::vector<Completi
                  ready.size(), transaction.error().message, options_.retry_pause.count());
     return 0;
   }
-  const auto deadline = std::chrono::steady_clock::now() + options_.max_batch_time;
+  const auto started = std::chrono::steady_clock::now();
+  const auto deadline = started + options_.max_batch_time;
   std::size_t taken = 0;
   while (taken < ready.size() && taken < options_.max_batch_size &&
          (taken == 0 || std::chrono::steady_clock::now() < deadline)) {
@@ -84,7 +87,11 @@ std::size_t StoreWorker::try_batch(std::deque<Task>& ready, std::vector<Completi
                  taken, options_.retry_pause.count());
     return 0;
   }
-  if (auto committed = transaction->commit(); !committed) {
+  const auto committing = std::chrono::steady_clock::now();
+  operation_ns_.fetch_add((committing - started).count());
+  auto committed = transaction->commit();
+  commit_ns_.fetch_add((std::chrono::steady_clock::now() - committing).count());
+  if (!committed) {
     spdlog::warn("job store: cannot commit a batch of {} operations ({}); running it again in {} ms", taken,
                  committed.error().message, options_.retry_pause.count());
     return 0;

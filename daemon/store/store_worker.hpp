@@ -34,7 +34,9 @@ namespace modeldrop::store {
 class StoreWorker {
  public:
   struct Options {
-    std::chrono::milliseconds max_batch_time{5};  // a batch stops taking work after this long
+    // A batch stops taking work after this long, so whatever queued behind it waits at most
+    // about this plus one fsync; long enough that a backlog is written in few commits.
+    std::chrono::milliseconds max_batch_time{10};
     std::size_t max_batch_size = 1024;
     std::chrono::milliseconds retry_pause{50};  // before running a failed batch again
   };
@@ -76,6 +78,11 @@ class StoreWorker {
   [[nodiscard]] std::uint64_t batches_committed() const { return batches_committed_.load(); }
   [[nodiscard]] std::uint64_t batch_retries() const { return batch_retries_.load(); }
   [[nodiscard]] std::uint64_t largest_batch() const { return largest_batch_.load(); }
+  // Time spent running operations, and in COMMIT (mostly the fsync), since the start.
+  [[nodiscard]] std::chrono::nanoseconds operation_time() const {
+    return std::chrono::nanoseconds(operation_ns_.load());
+  }
+  [[nodiscard]] std::chrono::nanoseconds commit_time() const { return std::chrono::nanoseconds(commit_ns_.load()); }
 
  private:
   using Completion = std::function<void()>;
@@ -96,6 +103,8 @@ class StoreWorker {
   std::atomic<std::uint64_t> batches_committed_{0};
   std::atomic<std::uint64_t> batch_retries_{0};
   std::atomic<std::uint64_t> largest_batch_{0};
+  std::atomic<std::int64_t> operation_ns_{0};
+  std::atomic<std::int64_t> commit_ns_{0};
   std::thread thread_;  // last: starts once everything above exists
 };
 

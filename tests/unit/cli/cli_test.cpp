@@ -5,10 +5,10 @@
 #include "support/run_process.hpp"
 #include "support/temp_dir.hpp"
 
-#include <boost/json.hpp>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
+#include <boost/json.hpp>
 
 #include <gtest/gtest.h>
 
@@ -39,13 +39,14 @@ void must(Result<void> result) {
   if (!result) throw std::runtime_error("unexpected error: " + result.error().message);
 }
 
-bool contains(const std::string& text, const std::string& part) { return text.find(part) != std::string::npos; }
+bool contains(const std::string& text, const std::string& part) {
+  return text.find(part) != std::string::npos;
+}
 
-const std::vector<std::string> kJobKeys{"id",          "path",        "current_path",        "watch_dir",
-                                        "project_id",  "size_bytes",  "sha256",              "state",
-                                        "attempts",    "next_attempt_at", "bytes_sent",      "file_id",
-                                        "file_status", "file_status_details", "http_status", "last_error",
-                                        "created_at",  "updated_at",  "finished_at"};
+const std::vector<std::string> kJobKeys{
+    "id",          "path",       "current_path",    "watch_dir",  "project_id", "size_bytes",  "sha256",
+    "state",       "attempts",   "next_attempt_at", "bytes_sent", "file_id",    "file_status", "file_status_details",
+    "http_status", "last_error", "created_at",      "updated_at", "finished_at"};
 
 std::set<std::string> keys_of(const boost::json::object& object) {
   std::set<std::string> keys;
@@ -401,7 +402,7 @@ TEST_F(CliTest, ShowPrintsTheJobAndItsAttempts) {
   const auto& history = value.at("attempt_history").as_array();
   ASSERT_EQ(history.size(), 2u);
   EXPECT_EQ(keys_of(history[0].as_object()), (std::set<std::string>{"job_id", "attempt", "started_at", "finished_at",
-                                                                     "http_status", "bytes_sent", "outcome", "error"}));
+                                                                    "http_status", "bytes_sent", "outcome", "error"}));
   EXPECT_EQ(history[0].at("attempt").as_int64(), 1);
   EXPECT_EQ(history[0].at("outcome"), "retry");
   EXPECT_EQ(history[0].at("http_status").as_int64(), 503);

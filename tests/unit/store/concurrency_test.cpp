@@ -69,8 +69,8 @@ TEST_F(ConcurrencyTest, AWalGrownBehindALongReaderShrinksAfterwards) {
   must(reader.execute("COMMIT"));
   // The next checkpoints complete; when the WAL restarts it is truncated to journal_size_limit.
   for (int i = 0; i < 3000 && wal_size() > kLimit; ++i) {
-    must(store().enqueue(new_job("/spool/after/" + std::to_string(i) + ".zip", 1'000'000 + static_cast<std::uint64_t>(i)),
-                         t0()));
+    must(store().enqueue(
+        new_job("/spool/after/" + std::to_string(i) + ".zip", 1'000'000 + static_cast<std::uint64_t>(i)), t0()));
   }
   EXPECT_LE(wal_size(), kLimit);
 }

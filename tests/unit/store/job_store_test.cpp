@@ -47,7 +47,8 @@ TEST_F(JobStoreTest, EnqueueWithoutWatchDirOrProjectStoresNulls) {
   job.watch_dir.reset();
   const auto id = must(store().enqueue(job, t0())).job;
   EXPECT_EQ(must(store().connection().query_int64("SELECT count(*) FROM jobs WHERE watch_dir IS NULL AND "
-                                                  "project_id IS NULL AND id = " + std::to_string(id))),
+                                                  "project_id IS NULL AND id = " +
+                                                  std::to_string(id))),
             1);
 }
 
@@ -154,10 +155,12 @@ TEST_F(JobStoreTest, ClaimTakesNothingWhilePaused) {
   EXPECT_TRUE(must(store().pause(t0())));
   EXPECT_FALSE(must(store().pause(t0()))) << "already paused";
   EXPECT_TRUE(must(store().is_paused()));
+  EXPECT_EQ(must(store().paused_since()), t0());
   EXPECT_FALSE(must(store().claim_next(t0())));
   EXPECT_TRUE(must(store().resume()));
   EXPECT_FALSE(must(store().resume())) << "already running";
   EXPECT_FALSE(must(store().is_paused()));
+  EXPECT_FALSE(must(store().paused_since()));
   EXPECT_TRUE(must(store().claim_next(t0())));
 }
 
@@ -290,6 +293,27 @@ TEST_F(JobStoreTest, AJobCancelledDuringItsUploadStaysCancelled) {
   ASSERT_EQ(history->attempts.size(), 1u);
   EXPECT_EQ(history->attempts[0].outcome, AttemptOutcome::aborted);
   EXPECT_NE(history->attempts[0].error->find("file-late"), std::string::npos) << *history->attempts[0].error;
+}
+
+TEST_F(JobStoreTest, ACancelledUploadMustStopBeforeItsJobIsRetriedOrRevived) {
+  const JobId id = uploading_job("/spool/in/a.zip", 1);
+  const JobId ids[] = {id};
+  must(store().cancel(ids, t0()));
+  // The daemon has not closed the attempt yet.
+  const auto refused = must(store().retry(ids, t0() + 1s));
+  ASSERT_TRUE(refused.at(0).error);
+  EXPECT_EQ(refused.at(0).error->code, StoreErrc::illegal_transition);
+  EXPECT_NE(refused.at(0).error->message.find("still being stopped"), std::string::npos);
+  const auto changed = must(store().enqueue(new_job("/spool/in/a.zip", 1, 2000), t0() + 1s));
+  EXPECT_EQ(changed.effect, EnqueueEffect::updated);
+  EXPECT_EQ(changed.state, JobState::cancelled) << "not revived while its attempt is open";
+  // Once the daemon has recorded the aborted attempt, retry works.
+  AttemptReport aborted = retry_later(id, t0());
+  aborted.outcome = AttemptOutcome::aborted;
+  aborted.counts_toward_attempts = false;
+  EXPECT_EQ(must(store().finish_attempt(aborted, t0() + 2s)).state, JobState::cancelled);
+  EXPECT_FALSE(must(store().retry(ids, t0() + 3s)).at(0).error);
+  EXPECT_EQ(must(store().find_job(id))->state, JobState::pending);
 }
 
 TEST_F(JobStoreTest, ReleaseGivesAClaimedJobBackWithoutAnAttempt) {

@@ -1,7 +1,7 @@
 // Migrations and opening: the schema from an empty file, an idempotent re-run, refusal of a
 // newer schema, files that are not modeldrop databases, and the file's mode and group.
-#include "store/database_file.hpp"
 #include "store/migrations.hpp"
+#include "store/database_file.hpp"
 #include "store_fixture.hpp"
 
 #include <grp.h>
@@ -28,8 +28,9 @@ std::set<std::string> columns_of(Connection& db, const std::string& table) {
 }
 
 std::string schema_text(Connection& db) {
-  return must(db.query_text("SELECT group_concat(type || ' ' || name || ': ' || coalesce(sql, ''), char(10)) "
-                            "FROM (SELECT * FROM sqlite_schema ORDER BY name)"));
+  return must(
+      db.query_text("SELECT group_concat(type || ' ' || name || ': ' || coalesce(sql, ''), char(10)) "
+                    "FROM (SELECT * FROM sqlite_schema ORDER BY name)"));
 }
 
 TEST(EmbeddedMigrations, AreNumberedFromOneWithoutGaps) {
@@ -49,10 +50,9 @@ TEST(Migrations, CreateTheContractSchemaFromNothing) {
   auto& db = store.connection();
   EXPECT_EQ(must(schema_version(db)), latest_schema_version());
   const std::set<std::string> jobs_columns{
-      "id",         "path",        "current_path", "watch_dir", "project_id",  "size_bytes",
-      "sha256",     "state",       "attempts",     "next_attempt_at", "bytes_sent", "file_id",
-      "file_status", "file_status_details", "http_status", "last_error", "created_at", "updated_at",
-      "finished_at"};
+      "id",          "path",       "current_path",    "watch_dir",  "project_id", "size_bytes",  "sha256",
+      "state",       "attempts",   "next_attempt_at", "bytes_sent", "file_id",    "file_status", "file_status_details",
+      "http_status", "last_error", "created_at",      "updated_at", "finished_at"};
   const auto jobs = columns_of(db, "jobs");
   for (const auto& column : jobs_columns) EXPECT_TRUE(jobs.count(column)) << "jobs." << column;
   const auto attempts = columns_of(db, "attempts");
@@ -145,11 +145,26 @@ TEST(OpenExisting, RefusesAFileThatIsNotSqlite) {
 
 TEST(OpenExisting, RefusesASqliteFileWithoutTheSchema) {
   test::TempDir dir;
-  must(Connection::open(dir / "other.db", OpenMode::create_if_missing, std::chrono::milliseconds(0))->execute(
-      "CREATE TABLE unrelated (x)"));
-  auto opened = JobStore::open_existing(dir / "other.db");
+  must(Connection::open(dir / "empty.db", OpenMode::create_if_missing, std::chrono::milliseconds(0))
+           ->execute("PRAGMA user_version = 0"));
+  auto opened = JobStore::open_existing(dir / "empty.db");
   ASSERT_FALSE(opened);
   EXPECT_EQ(opened.error().code, StoreErrc::not_a_modeldrop_database);
+  EXPECT_NE(opened.error().message.find("holds no modeldrop job tables"), std::string::npos);
+}
+
+TEST(OpenForDaemon, NeverAddsItsTablesToAnotherProgramsDatabase) {
+  test::TempDir dir;
+  must(Connection::open(dir / "other.db", OpenMode::create_if_missing, std::chrono::milliseconds(0))
+           ->execute("CREATE TABLE unrelated (x)"));
+  for (const bool daemon : {true, false}) {
+    auto opened = daemon ? JobStore::open_for_daemon(dir / "other.db") : JobStore::open_existing(dir / "other.db");
+    ASSERT_FALSE(opened);
+    EXPECT_EQ(opened.error().code, StoreErrc::not_a_modeldrop_database);
+    EXPECT_NE(opened.error().message.find("another program"), std::string::npos) << opened.error().message;
+  }
+  auto db = must(Connection::open(dir / "other.db", OpenMode::existing_only, std::chrono::milliseconds(0)));
+  EXPECT_EQ(must(db.query_int64("SELECT count(*) FROM sqlite_schema")), 1);
 }
 
 TEST(OpenExisting, RefusesADirectory) {
@@ -186,7 +201,8 @@ TEST(OpenForDaemon, CreatesTheDirectoryAndFileWithTheContractModesAndGroup) {
   auto store = JobStore::open_for_daemon(dir / "var" / "lib" / "modeldrop" / "jobs.db", options, &warnings);
   ::umask(old_umask);
   ASSERT_TRUE(store) << store.error().message;
-  struct stat dir_info {}, file_info {};
+  struct stat dir_info {
+  }, file_info{};
   ASSERT_EQ(::stat((dir / "var" / "lib" / "modeldrop").c_str(), &dir_info), 0);
   ASSERT_EQ(::stat((dir / "var" / "lib" / "modeldrop" / "jobs.db").c_str(), &file_info), 0);
   EXPECT_EQ(dir_info.st_mode & 07777, kDatabaseDirectoryMode);
@@ -228,8 +244,8 @@ TEST(SchemaChecks, RefuseStatesAndOutcomesOutsideTheContract) {
   ASSERT_FALSE(bad);
   EXPECT_EQ(bad.error().code, SqliteCondition::constraint);
   must(with_state("pending"));
-  auto bad_outcome =
-      db.execute("INSERT INTO attempts (job_id, attempt, started_at, finished_at, outcome) VALUES (1, 1, 'x', 'y', 'ok')");
+  auto bad_outcome = db.execute(
+      "INSERT INTO attempts (job_id, attempt, started_at, finished_at, outcome) VALUES (1, 1, 'x', 'y', 'ok')");
   ASSERT_FALSE(bad_outcome);
   EXPECT_EQ(bad_outcome.error().code, SqliteCondition::constraint);
   auto orphan = db.execute("INSERT INTO attempts (job_id, attempt, started_at) VALUES (99, 1, 'x')");

@@ -15,7 +15,9 @@ namespace modeldrop::store::test_support {
 
 using namespace std::chrono_literals;
 
-inline WallTime t0() { return *parse_timestamp("2026-03-01T12:00:00.000Z"); }
+inline WallTime t0() {
+  return *parse_timestamp("2026-03-01T12:00:00.000Z");
+}
 
 inline FileIdentity file_identity(std::uint64_t inode, std::uint64_t size = 1000, std::int64_t mtime_ns = 1'000'000) {
   return FileIdentity{64769, inode, size, mtime_ns};
