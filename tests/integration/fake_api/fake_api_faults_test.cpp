@@ -64,8 +64,8 @@ TEST_F(FakeApiFaultTest, EarlyStatusIsReadableBeforeAnyBodyIsSent) {
   EXPECT_EQ(requests[0].status, 413);
   EXPECT_EQ(requests[0].body_bytes_read, 0u);
   // The server keeps reading for linger_for, then closes although the body is incomplete.
-  EXPECT_TRUE(connection->write(std::string(256 * 1024, 'b')));
-  const auto end = connection->wait_for_close();
+  // (The write itself may already meet the close when this thread was slow.)
+  const auto end = connection->write(std::string(256 * 1024, 'b')) ? connection->wait_for_close() : connection->end();
   EXPECT_TRUE(end == ConnectionEnd::eof || end == ConnectionEnd::reset);
 }
 
