@@ -2,6 +2,8 @@
 
 #include "fake_api_fixture.hpp"
 
+#include <thread>
+
 namespace modeldrop::test {
 namespace {
 
@@ -172,6 +174,25 @@ TEST_F(FakeApiFaultTest, OversizedResponseIsValidJsonOfTheGivenSize) {
   const auto json = json_object(answer.body);
   ASSERT_EQ(api().files().size(), 1u);
   EXPECT_EQ(std::string(json.at("id").as_string()), api().files()[0].id);
+}
+
+TEST_F(FakeApiFaultTest, ClientVanishingMidBodyIsRecordedWithoutAnAnswer) {
+  std::string body;
+  const std::string request = upload_request(test_content(1024 * 1024, 6), body);
+  {
+    auto connection = client();
+    ASSERT_TRUE(connection->write(request.substr(0, request.size() / 2)));
+  }  // closed with half the body sent
+  std::vector<RequestRecord> requests;
+  for (int i = 0; i < 500 && requests.empty(); ++i) {
+    std::this_thread::sleep_for(10ms);
+    requests = api().requests();
+  }
+  ASSERT_EQ(requests.size(), 1u);
+  EXPECT_EQ(requests[0].status, 0);
+  EXPECT_GT(requests[0].body_bytes_read, 0u);
+  EXPECT_LT(requests[0].body_bytes_read, body.size());
+  EXPECT_TRUE(api().files().empty());
 }
 
 }  // namespace

@@ -344,7 +344,8 @@ class Server {
         continue;
       }
       const std::uint64_t id = ++connections_;
-      socket.set_option(tcp::no_delay(true));
+      beast::error_code ignored;  // a peer that already left fails later, on its own connection
+      socket.set_option(tcp::no_delay(true), ignored);
       auto executor = socket.get_executor();
       asio::co_spawn(executor, serve(std::move(socket), id), [](const std::exception_ptr& error) {
         if (!error) return;
