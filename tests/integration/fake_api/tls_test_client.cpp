@@ -46,6 +46,16 @@ std::optional<std::string> HttpResponse::header(std::string_view lowercase_name)
 
 TlsTestClient::TlsTestClient(std::uint16_t port, const std::filesystem::path& ca_file, std::string host,
                              std::chrono::milliseconds timeout) {
+  try {
+    connect_and_handshake(port, ca_file, host, timeout);
+  } catch (...) {
+    close();  // the destructor does not run when a constructor throws
+    throw;
+  }
+}
+
+void TlsTestClient::connect_and_handshake(std::uint16_t port, const std::filesystem::path& ca_file, std::string& host,
+                                          std::chrono::milliseconds timeout) {
   (void)kSigpipeIgnored;
   fd_ = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
   if (fd_ < 0) throw std::runtime_error("socket failed");
@@ -79,9 +89,16 @@ TlsTestClient::TlsTestClient(std::uint16_t port, const std::filesystem::path& ca
 }
 
 TlsTestClient::~TlsTestClient() {
+  close();
+}
+
+void TlsTestClient::close() {
   if (ssl_ != nullptr) SSL_free(ssl_);
   if (ctx_ != nullptr) SSL_CTX_free(ctx_);
   if (fd_ >= 0) ::close(fd_);
+  ssl_ = nullptr;
+  ctx_ = nullptr;
+  fd_ = -1;
 }
 
 void TlsTestClient::set_timeout(std::chrono::milliseconds timeout) {

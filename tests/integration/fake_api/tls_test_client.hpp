@@ -52,6 +52,9 @@ class TlsTestClient {
   [[nodiscard]] int last_errno() const { return last_errno_; }
 
  private:
+  void connect_and_handshake(std::uint16_t port, const std::filesystem::path& ca_file, std::string& host,
+                             std::chrono::milliseconds timeout);
+  void close();
   bool fill();  // reads more into buffer_; false when the connection ended
   ConnectionEnd classify(int ssl_result);
 

@@ -101,7 +101,7 @@ class FakeApi {
   FakeApi& operator=(const FakeApi&) = delete;
 
   [[nodiscard]] std::uint16_t port() const;
-  [[nodiscard]] std::string base_url() const;  // "https://127.0.0.1:<port>"
+  [[nodiscard]] std::string base_url() const;  // "https://127.0.0.1:<port>" (the bind address)
 
   // Faults apply to upload requests (POST /v0/models/upload) in FIFO order, one each;
   // with the queue empty the default fault (none unless set) applies.
