@@ -12,11 +12,11 @@
 
 #include <CLI/CLI.hpp>
 
+#include <sys/resource.h>
 #include <chrono>
 #include <fstream>
 #include <iostream>
 #include <string>
-#include <sys/resource.h>
 
 namespace {
 
@@ -32,7 +32,9 @@ std::uint64_t peak_rss_kib() {
   return 0;
 }
 
-double seconds_of(const timeval& t) { return static_cast<double>(t.tv_sec) + static_cast<double>(t.tv_usec) / 1e6; }
+double seconds_of(const timeval& t) {
+  return static_cast<double>(t.tv_sec) + static_cast<double>(t.tv_usec) / 1e6;
+}
 
 int run(int argc, char** argv) {
   CLI::App cli{"Upload files through modeldrop's session pool and report time, CPU and peak RSS",

@@ -1065,9 +1065,9 @@ Result<std::vector<JobRequestResult>> JobStore::retry(std::span<const JobId> job
     } else if (*running) {
       // Cancelled while uploading, and the daemon has not stopped that upload yet: a retry now
       // would let the old upload finish a job that is pending again.
-      result.error = make_error("job " + std::to_string(id) +
-                                    ": its cancelled upload is still being stopped; retry it in a moment",
-                                StoreErrc::illegal_transition);
+      result.error = make_error(
+          "job " + std::to_string(id) + ": its cancelled upload is still being stopped; retry it in a moment",
+          StoreErrc::illegal_transition);
     } else if (!(*job)->current_path) {
       result.error = make_error("job " + std::to_string(id) + ": its file is gone (" +
                                     (*job)->last_error.value_or("no current path") + "); nothing to retry",
