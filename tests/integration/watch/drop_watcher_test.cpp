@@ -7,8 +7,11 @@
 #include "support/temp_dir.hpp"
 
 #include <gtest/gtest.h>
+#include <linux/capability.h>
 #include <spdlog/sinks/ostream_sink.h>
 #include <spdlog/spdlog.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 #include <boost/asio/io_context.hpp>
 
 #include <fcntl.h>
@@ -517,8 +520,31 @@ TEST_F(DropWatcherTest, AMissingDirectoryDoesNotStopTheOthers) {
   EXPECT_EQ(watcher_->mode(2), DropWatcher::Mode::watching);
 }
 
+// Root reads every directory through CAP_DAC_OVERRIDE / CAP_DAC_READ_SEARCH: this thread gives
+// them up while it lives (capabilities are per thread), so the test means the same as root.
+class WithoutFileAccessOverride {
+ public:
+  WithoutFileAccessOverride() {
+    if (::syscall(SYS_capget, &header_, saved_) != 0) return;
+    __user_cap_data_struct reduced[2] = {saved_[0], saved_[1]};
+    const unsigned mask = (1U << CAP_DAC_OVERRIDE) | (1U << CAP_DAC_READ_SEARCH);
+    reduced[0].effective &= ~mask;
+    active_ = ::syscall(SYS_capset, &header_, reduced) == 0;
+  }
+  ~WithoutFileAccessOverride() {
+    if (active_) ::syscall(SYS_capset, &header_, saved_);
+  }
+  WithoutFileAccessOverride(const WithoutFileAccessOverride&) = delete;
+  WithoutFileAccessOverride& operator=(const WithoutFileAccessOverride&) = delete;
+
+ private:
+  __user_cap_header_struct header_{_LINUX_CAPABILITY_VERSION_3, 0};
+  __user_cap_data_struct saved_[2]{};
+  bool active_ = false;
+};
+
 TEST_F(DropWatcherTest, AnUnreadableDirectoryIsRetried) {
-  if (::geteuid() == 0) GTEST_SKIP() << "root reads every directory; the ENOTDIR and ENOENT cases cover the retry";
+  WithoutFileAccessOverride as_an_ordinary_user;
   ::chmod(incoming_.c_str(), 0);
   start({watch_config(incoming_)});
   EXPECT_EQ(watcher_->mode(0), DropWatcher::Mode::missing);
