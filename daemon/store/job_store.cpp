@@ -259,9 +259,9 @@ Result<JobStore> JobStore::configure(Connection db, bool for_daemon) {
   // SQLite's 2 MiB default it spills them mid-transaction and rereads them (half the throughput).
   // secure_delete OFF (Debian builds it ON): the database holds no secret worth zeroing, and
   // zeroing costs writes. temp_store MEMORY: the savepoint journals of a batch stay off disk.
-  if (auto configured = db.execute(
-          "PRAGMA foreign_keys = ON; PRAGMA synchronous = FULL; PRAGMA journal_size_limit = 8388608; "
-          "PRAGMA cache_size = -32768; PRAGMA secure_delete = OFF; PRAGMA temp_store = MEMORY;");
+  if (auto configured =
+          db.execute("PRAGMA foreign_keys = ON; PRAGMA synchronous = FULL; PRAGMA journal_size_limit = 8388608; "
+                     "PRAGMA cache_size = -32768; PRAGMA secure_delete = OFF; PRAGMA temp_store = MEMORY;");
       !configured) {
     return configured.error();
   }
@@ -1064,9 +1064,9 @@ Result<std::vector<JobRequestResult>> JobStore::retry(std::span<const JobId> job
     } else if (*running) {
       // Cancelled while uploading, and the daemon has not stopped that upload yet: a retry now
       // would let the old upload finish a job that is pending again.
-      result.error = make_error("job " + std::to_string(id) +
-                                    ": its cancelled upload is still being stopped; retry it in a moment",
-                                StoreErrc::illegal_transition);
+      result.error = make_error(
+          "job " + std::to_string(id) + ": its cancelled upload is still being stopped; retry it in a moment",
+          StoreErrc::illegal_transition);
     } else if (!(*job)->current_path) {
       result.error = make_error("job " + std::to_string(id) + ": its file is gone (" +
                                     (*job)->last_error.value_or("no current path") + "); nothing to retry",
