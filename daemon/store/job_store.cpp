@@ -255,8 +255,13 @@ Result<JobStore> JobStore::configure(Connection db, bool for_daemon) {
   // power loss (NORMAL may lose the last commits); the store worker's group commit pays for it.
   // journal_size_limit: a WAL grown behind a long outside reader is truncated back to 8 MiB at
   // the next checkpoint that resets it.
+  // cache_size 32 MiB: a group-commit batch touches pages at both ends of several indexes; with
+  // SQLite's 2 MiB default it spills them mid-transaction and rereads them (half the throughput).
+  // secure_delete OFF (Debian builds it ON): the database holds no secret worth zeroing, and
+  // zeroing costs writes. temp_store MEMORY: the savepoint journals of a batch stay off disk.
   if (auto configured =
-          db.execute("PRAGMA foreign_keys = ON; PRAGMA synchronous = FULL; PRAGMA journal_size_limit = 8388608;");
+          db.execute("PRAGMA foreign_keys = ON; PRAGMA synchronous = FULL; PRAGMA journal_size_limit = 8388608; "
+                     "PRAGMA cache_size = -32768; PRAGMA secure_delete = OFF; PRAGMA temp_store = MEMORY;");
       !configured) {
     return configured.error();
   }

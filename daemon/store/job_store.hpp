@@ -198,9 +198,10 @@ class JobStore {
   Result<std::optional<WallTime>> paused_since();
 
   // -- Queueing. The same path, inode, size and mtime is never queued twice, whatever the
-  // state of its job. A changed file at a path whose job has not succeeded updates that job
-  // (new identity, back to pending with a fresh budget unless it is uploading); after a
-  // success it becomes a new job.
+  // state of its job. A changed file at a path whose job has not succeeded updates that job:
+  // a pending one takes the new identity (and next_attempt_at), a failed or cancelled one
+  // also goes back to pending with a fresh budget, an uploading one (or one whose cancelled
+  // upload is still running) only takes the new identity. After a success it is a new job.
   Result<EnqueueResult> enqueue(const NewJob& job, WallTime now);
 
   // -- The upload cycle.
@@ -216,6 +217,7 @@ class JobStore {
   // attempt ran stays cancelled (the attempt is recorded `aborted`). Returns the job after.
   Result<Job> finish_attempt(const AttemptReport& report, WallTime now);
   // Gives a claimed job back without an attempt (shutdown before it started, a file to settle).
+  // A job cancelled meanwhile is returned as it is.
   Result<Job> release_claim(JobId job, std::optional<WallTime> next_attempt_at, WallTime now);
   // At startup: jobs left uploading go back to pending, open attempts become aborted.
   Result<RecoveryReport> recover_after_crash(WallTime now);
@@ -242,7 +244,8 @@ class JobStore {
   // -- Requests from `modeldrop`, one result per named job.
   // Pending or uploading -> cancelled (a running upload learns of it via cancelled_among).
   Result<std::vector<JobRequestResult>> cancel(std::span<const JobId> jobs, WallTime now);
-  // Failed or cancelled -> pending with a fresh budget, from current_path.
+  // Failed or cancelled -> pending with a fresh budget, from current_path. Refused for a job
+  // whose file is gone, or whose cancelled upload the daemon has not stopped yet.
   Result<std::vector<JobRequestResult>> retry(std::span<const JobId> jobs, WallTime now);
   // Every failed job whose file is still there; returns the ids retried.
   Result<std::vector<JobId>> retry_failed(WallTime now);
@@ -267,7 +270,8 @@ class JobStore {
 
   // -- Change detection for the daemon.
   // True when another connection (`modeldrop`, sqlite3) committed a change since the last
-  // call. Cheap enough to poll every few hundred milliseconds.
+  // call. Cheap enough to poll every few hundred milliseconds; polled every 250-500 ms, the
+  // daemon sees a CLI request well within CONTRACT §2's 1 second.
   Result<bool> external_change_seen();
   // Of `in_flight` (jobs this daemon is uploading), those that are now cancelled.
   Result<std::vector<JobId>> cancelled_among(std::span<const JobId> in_flight);

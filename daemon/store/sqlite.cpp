@@ -3,6 +3,7 @@
 #include <sqlite3.h>
 
 #include <limits>
+#include <mutex>
 #include <stdexcept>
 #include <unordered_map>
 
@@ -181,8 +182,21 @@ Connection::Connection(Connection&&) noexcept = default;
 Connection& Connection::operator=(Connection&&) noexcept = default;
 Connection::~Connection() = default;
 
+namespace {
+
+// Process-wide SQLite settings, before its first use. Without memory statistics every SQLite
+// allocation skips a global mutex; modeldrop never reads those statistics. A failure (SQLite
+// already initialised by someone else) only costs that speed.
+void configure_sqlite_once() {
+  static std::once_flag once;
+  std::call_once(once, [] { (void)sqlite3_config(SQLITE_CONFIG_MEMSTATUS, 0); });
+}
+
+}  // namespace
+
 Result<Connection> Connection::open(const std::filesystem::path& file, OpenMode mode,
                                     std::chrono::milliseconds busy_timeout) {
+  configure_sqlite_once();
   auto state = std::make_unique<detail::ConnectionState>();
   state->file = file;
   // NOMUTEX: each connection is used by one thread at a time (the store thread, or the CLI).

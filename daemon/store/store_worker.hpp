@@ -6,8 +6,8 @@
 // for its result. The thread takes everything queued at that moment, runs it in one
 // BEGIN IMMEDIATE transaction (each operation atomic on its own, in a savepoint) and commits
 // once, so one fsync covers every state change that arrived together (group commit). It never
-// waits for more work to arrive: a batch ends when the queue is empty, after max_batch_time or
-// after max_batch_size operations. Only after the COMMIT has returned does it call each
+// waits for more work to arrive: a batch ends when the queue is empty, after max_batch_time of
+// CPU or after max_batch_size operations. Only after the COMMIT has returned does it call each
 // completion, on the store thread; a caller that lives on an event loop re-posts it there
 // (the daemon wraps its completions in asio::post; the store knows nothing of Asio). So SQLite
 // never blocks the network loop, and nothing the loop acts on is unsaved. A batch that cannot
@@ -34,8 +34,9 @@ namespace modeldrop::store {
 class StoreWorker {
  public:
   struct Options {
-    // A batch stops taking work after this long, so whatever queued behind it waits at most
-    // about this plus one fsync; long enough that a backlog is written in few commits.
+    // A batch stops taking work after this much of the store thread's CPU time, so whatever
+    // queued behind it waits about this plus one fsync (on an idle machine); long enough that a
+    // backlog is written in few commits.
     std::chrono::milliseconds max_batch_time{10};
     std::size_t max_batch_size = 1024;
     std::chrono::milliseconds retry_pause{50};  // before running a failed batch again

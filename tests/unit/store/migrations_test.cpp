@@ -183,6 +183,9 @@ TEST(OpenForDaemon, ConfiguresWalFullSyncForeignKeysAndAJournalSizeLimit) {
   EXPECT_EQ(must(db.query_int64("PRAGMA foreign_keys")), 1);
   EXPECT_EQ(must(db.query_int64("PRAGMA journal_size_limit")), 8 * 1024 * 1024);
   EXPECT_EQ(must(db.query_int64("PRAGMA busy_timeout")), 5000);
+  EXPECT_EQ(must(db.query_int64("PRAGMA cache_size")), -32768);
+  EXPECT_EQ(must(db.query_int64("PRAGMA secure_delete")), 0);
+  EXPECT_EQ(must(db.query_int64("PRAGMA temp_store")), 2);  // MEMORY
   // The CLI's connection is configured the same way.
   auto cli = must(JobStore::open_existing(dir / "jobs.db"));
   EXPECT_EQ(must(cli.connection().query_int64("PRAGMA synchronous")), 2);
