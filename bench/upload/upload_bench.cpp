@@ -12,11 +12,11 @@
 
 #include <CLI/CLI.hpp>
 
+#include <sys/resource.h>
 #include <chrono>
 #include <fstream>
 #include <iostream>
 #include <string>
-#include <sys/resource.h>
 
 namespace {
 
@@ -32,7 +32,9 @@ std::uint64_t peak_rss_kib() {
   return 0;
 }
 
-double seconds_of(const timeval& t) { return static_cast<double>(t.tv_sec) + static_cast<double>(t.tv_usec) / 1e6; }
+double seconds_of(const timeval& t) {
+  return static_cast<double>(t.tv_sec) + static_cast<double>(t.tv_usec) / 1e6;
+}
 
 int run(int argc, char** argv) {
   CLI::App cli{"Upload files through modeldrop's session pool and report time, CPU and peak RSS",
@@ -81,7 +83,7 @@ int run(int argc, char** argv) {
     request.job_id = ++job;
     request.path = file;
     request.filename = std::filesystem::path(file).filename().string();
-    request.expected = *identity;
+    request.expected = identity.value();
     request.compute_sha256 = !no_sha256;
     if (!project.empty()) request.project_id = project;
     (*pool)->start(std::move(request), nullptr, [&, file, start = Clock::now()](upload::UploadResult result) {

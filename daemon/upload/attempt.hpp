@@ -58,14 +58,14 @@ std::string_view to_string(AttemptError error);
 // other combination (e.g. a 200 with `file_changed`, or a 2xx that arrived early followed by a
 // failed write) is not a success whatever `http_status` says.
 struct UploadResult {
-  std::optional<int> http_status;  // set when a response was read (even after a failed write)
+  std::optional<int> http_status;                            // set when a response was read (even after a failed write)
   std::vector<std::pair<std::string, std::string>> headers;  // response headers, names lowercased
   std::string body;                                          // response body, at most kMaxResponseBody
   AttemptError error = AttemptError::none;
-  std::string error_message;    // one clear line, never containing the token
-  std::uint64_t bytes_sent = 0;  // file bytes sent
-  bool body_complete = false;    // the whole request body went out
-  bool answered_early = false;   // the response arrived before the body was complete
+  std::string error_message;          // one clear line, never containing the token
+  std::uint64_t bytes_sent = 0;       // file bytes sent
+  bool body_complete = false;         // the whole request body went out
+  bool answered_early = false;        // the response arrived before the body was complete
   std::optional<std::string> sha256;  // lowercase hex, when computed over the whole file
   FileIdentity file_after;            // stat after sending (size/mtime check of CONTRACT §5)
   bool reused_connection = false;     // the request went over a kept-alive connection

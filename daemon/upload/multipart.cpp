@@ -2,7 +2,6 @@
 
 #include "common/text.hpp"
 
-
 namespace modeldrop::upload {
 namespace {
 

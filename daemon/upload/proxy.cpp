@@ -2,9 +2,9 @@
 
 #include "common/text.hpp"
 
+#include <openssl/evp.h>
 #include <boost/url/parse.hpp>
 #include <boost/url/url_view.hpp>
-#include <openssl/evp.h>
 
 #include <arpa/inet.h>
 #include <array>
@@ -38,8 +38,10 @@ std::string base64(std::string_view data) {
 // An IPv4 or IPv6 address as bytes (4 or 16), or nothing for a host name.
 std::optional<std::vector<unsigned char>> parse_ip(const std::string& text) {
   std::array<unsigned char, 16> bytes{};
-  if (::inet_pton(AF_INET, text.c_str(), bytes.data()) == 1) return std::vector<unsigned char>(bytes.begin(), bytes.begin() + 4);
-  if (::inet_pton(AF_INET6, text.c_str(), bytes.data()) == 1) return std::vector<unsigned char>(bytes.begin(), bytes.end());
+  if (::inet_pton(AF_INET, text.c_str(), bytes.data()) == 1)
+    return std::vector<unsigned char>(bytes.begin(), bytes.begin() + 4);
+  if (::inet_pton(AF_INET6, text.c_str(), bytes.data()) == 1)
+    return std::vector<unsigned char>(bytes.begin(), bytes.end());
   return std::nullopt;
 }
 
@@ -54,7 +56,8 @@ bool prefix_matches(const std::vector<unsigned char>& a, const std::vector<unsig
   return (a[i] & mask) == (b[i] & mask);
 }
 
-bool entry_matches(std::string_view entry, const std::string& host, const std::optional<std::vector<unsigned char>>& host_ip) {
+bool entry_matches(std::string_view entry, const std::string& host,
+                   const std::optional<std::vector<unsigned char>>& host_ip) {
   if (entry == "*") return true;
   std::string pattern = ascii_lower(entry);
   if (host_ip) {

@@ -21,7 +21,7 @@ struct ProxyEnvironment {
 struct ProxyEndpoint {
   std::string host;  // without brackets for IPv6
   std::uint16_t port = 0;
-  std::string source;                       // "api.proxy" or "HTTPS_PROXY", for messages
+  std::string source;                        // "api.proxy" or "HTTPS_PROXY", for messages
   std::optional<std::string> authorization;  // "Basic ..." when the URL has a user name; a secret
 };
 

@@ -4,12 +4,12 @@
 
 #include <openssl/evp.h>
 
-#include <cerrno>
-#include <cstring>
 #include <fcntl.h>
-#include <stdexcept>
 #include <sys/stat.h>
 #include <unistd.h>
+#include <cerrno>
+#include <cstring>
+#include <stdexcept>
 
 namespace modeldrop::upload {
 namespace {
@@ -115,7 +115,8 @@ FileResult<std::size_t> SourceFile::read(std::span<std::byte> out) {
                      "ended after " + std::to_string(offset_) + " of " + std::to_string(expected_.size) +
                          " bytes (it shrank while being sent)");
     }
-    if (errno != EINTR) return problem(AttemptError::file_unreadable, path_, std::string("read: ") + std::strerror(errno));
+    if (errno != EINTR)
+      return problem(AttemptError::file_unreadable, path_, std::string("read: ") + std::strerror(errno));
   }
 }
 

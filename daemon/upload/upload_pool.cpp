@@ -7,6 +7,9 @@
 #include "upload/request_body.hpp"
 #include "upload/source_file.hpp"
 
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+#include <openssl/x509.h>
 #include <boost/asio/connect.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
@@ -20,17 +23,14 @@
 #include <boost/url/encode.hpp>
 #include <boost/url/parse.hpp>
 #include <boost/url/rfc/unreserved_chars.hpp>
-#include <openssl/err.h>
-#include <openssl/ssl.h>
-#include <openssl/x509.h>
 
+#include <sys/socket.h>
 #include <algorithm>
 #include <cerrno>
 #include <chrono>
 #include <cstring>
 #include <map>
 #include <random>
-#include <sys/socket.h>
 
 namespace modeldrop::upload {
 
@@ -110,7 +110,8 @@ Result<std::shared_ptr<ssl::context>> make_tls_context(const config::ApiConfig& 
   if (ec) return make_error("cannot load the system trust store: " + ec.message());
   if (api.ca_file) {
     context->load_verify_file(api.ca_file->string(), ec);
-    if (ec) return make_error("api.ca_file " + api.ca_file->string() + ": cannot load CA certificates: " + ec.message());
+    if (ec)
+      return make_error("api.ca_file " + api.ca_file->string() + ": cannot load CA certificates: " + ec.message());
   }
   context->set_verify_mode(ssl::verify_peer, ec);
   if (ec) return make_error("cannot enable peer verification: " + ec.message());
@@ -231,7 +232,9 @@ bool is_size_limit(const error_code& ec) {
   return ec == http::error::body_limit || ec == http::error::header_limit || ec == http::error::buffer_overflow;
 }
 
-std::string seconds_text(Duration d) { return format_duration(d); }
+std::string seconds_text(Duration d) {
+  return format_duration(d);
+}
 
 }  // namespace
 
@@ -306,22 +309,23 @@ struct UploadPool::Core : std::enable_shared_from_this<UploadPool::Core> {
 Result<void> UploadPool::Core::configure(const PoolSettings& next) {
   if (has_control_characters(next.token)) return make_error("the API token contains control characters");
   if (has_control_characters(next.user_agent)) return make_error("the User-Agent contains control characters");
-  auto next_origin = parse_origin(next.api.base_url);
-  if (!next_origin) return next_origin.error();
-  auto next_proxy = choose_proxy(next_origin->host, next.api.proxy, next.proxy_environment);
-  if (!next_proxy) return next_proxy.error();
-  auto next_context = make_tls_context(next.api);
-  if (!next_context) return next_context.error();
+  auto parsed_origin = parse_origin(next.api.base_url);
+  if (!parsed_origin) return parsed_origin.error();
+  Origin next_origin = std::move(parsed_origin).value();
+  auto chosen_proxy = choose_proxy(next_origin.host, next.api.proxy, next.proxy_environment);
+  if (!chosen_proxy) return chosen_proxy.error();
+  auto built_context = make_tls_context(next.api);
+  if (!built_context) return built_context.error();
 
-  const bool same_route = tls_context && *next_origin == origin && next.api.ca_file == settings.api.ca_file &&
+  const bool same_route = tls_context && next_origin == origin && next.api.ca_file == settings.api.ca_file &&
                           next.api.proxy == settings.api.proxy &&
                           next.proxy_environment.https_proxy == settings.proxy_environment.https_proxy &&
                           next.proxy_environment.no_proxy == settings.proxy_environment.no_proxy;
   if (!same_route) {
     close_idle();
-    origin = std::move(*next_origin);
-    proxy = std::move(*next_proxy);
-    tls_context = std::move(*next_context);
+    origin = std::move(next_origin);
+    proxy = std::move(chosen_proxy).value();
+    tls_context = std::move(built_context).value();
   }
   if (bucket.rate() != next.max_bytes_per_second) bucket.set_rate(next.max_bytes_per_second, SteadyClock::now());
   settings = next;
@@ -356,8 +360,8 @@ class Exchange : public std::enable_shared_from_this<Exchange> {
     if (request.project_id) {
       target += "?ai_project_id=" + boost::urls::encode(*request.project_id, boost::urls::unreserved_chars);
     }
-    std::string head = request_head(http::verb::post, target, framing.content_type(),
-                                    framing.content_length(file->size()));
+    std::string head =
+        request_head(http::verb::post, target, framing.content_type(), framing.content_length(file->size()));
     upload_.emplace(std::move(head), framing, std::move(*file), request.compute_sha256);
     total_ = upload_->total_size();
     buffer_size_ = std::max<std::size_t>(core_->settings.io_buffer_bytes, 64U * 1024U);
@@ -442,14 +446,16 @@ class Exchange : public std::enable_shared_from_this<Exchange> {
     const std::string& host = via_proxy ? core_->proxy->host : core_->origin.host;
     const std::string port = via_proxy ? std::to_string(core_->proxy->port) : core_->origin.port;
     connecting_ = true;
-    resolver_.async_resolve(host, port,
-                            [self = shared_from_this()](const error_code& ec, const tcp::resolver::results_type& results) {
-                              self->on_resolved(ec, results);
-                            });
+    resolver_.async_resolve(
+        host, port, [self = shared_from_this()](const error_code& ec, const tcp::resolver::results_type& results) {
+          self->on_resolved(ec, results);
+        });
   }
 
   [[nodiscard]] std::string peer_name() const {
-    if (core_->proxy) return "proxy " + core_->proxy->host + ":" + std::to_string(core_->proxy->port) + " (" + core_->proxy->source + ")";
+    if (core_->proxy)
+      return "proxy " + core_->proxy->host + ":" + std::to_string(core_->proxy->port) + " (" + core_->proxy->source +
+             ")";
     return core_->origin.host + ":" + core_->origin.port;
   }
 
@@ -459,10 +465,9 @@ class Exchange : public std::enable_shared_from_this<Exchange> {
       connecting_ = false;
       return abort(AttemptError::connect_failed, "cannot resolve " + peer_name() + ": " + ec.message());
     }
-    asio::async_connect(connection_->socket(), results,
-                        [self = shared_from_this()](const error_code& error, const tcp::endpoint&) {
-                          self->on_connected(error);
-                        });
+    asio::async_connect(
+        connection_->socket(), results,
+        [self = shared_from_this()](const error_code& error, const tcp::endpoint&) { self->on_connected(error); });
   }
 
   void on_connected(const error_code& ec) {
@@ -478,14 +483,16 @@ class Exchange : public std::enable_shared_from_this<Exchange> {
   }
 
   void send_connect_request() {
-    const std::string authority = (core_->origin.host.find(':') != std::string::npos ? "[" + core_->origin.host + "]"
-                                                                                      : core_->origin.host) +
-                                  ":" + core_->origin.port;
+    const std::string authority =
+        (core_->origin.host.find(':') != std::string::npos ? "[" + core_->origin.host + "]" : core_->origin.host) +
+        ":" + core_->origin.port;
     connect_request_ = "CONNECT " + authority + " HTTP/1.1\r\nHost: " + authority + "\r\n";
-    if (core_->proxy->authorization) connect_request_ += "Proxy-Authorization: " + *core_->proxy->authorization + "\r\n";
+    if (core_->proxy->authorization)
+      connect_request_ += "Proxy-Authorization: " + *core_->proxy->authorization + "\r\n";
     connect_request_ += "User-Agent: " + core_->settings.user_agent + "\r\n\r\n";
-    asio::async_write(connection_->socket(), asio::buffer(connect_request_),
-                      [self = shared_from_this()](const error_code& ec, std::size_t) { self->on_connect_request_sent(ec); });
+    asio::async_write(
+        connection_->socket(), asio::buffer(connect_request_),
+        [self = shared_from_this()](const error_code& ec, std::size_t) { self->on_connect_request_sent(ec); });
   }
 
   void on_connect_request_sent(const error_code& ec) {
@@ -496,10 +503,9 @@ class Exchange : public std::enable_shared_from_this<Exchange> {
     }
     proxy_parser_.emplace();
     proxy_parser_->skip(true);  // a 2xx to CONNECT has no body: the tunnel starts right after the head
-    http::async_read_header(connection_->socket(), connection_->buffer(), *proxy_parser_,
-                            [self = shared_from_this()](const error_code& error, std::size_t) {
-                              self->on_proxy_answer(error);
-                            });
+    http::async_read_header(
+        connection_->socket(), connection_->buffer(), *proxy_parser_,
+        [self = shared_from_this()](const error_code& error, std::size_t) { self->on_proxy_answer(error); });
   }
 
   void on_proxy_answer(const error_code& ec) {
@@ -511,8 +517,9 @@ class Exchange : public std::enable_shared_from_this<Exchange> {
     const auto& answer = proxy_parser_->get();
     if (answer.result_int() / 100U != 2U) {
       connecting_ = false;
-      return abort(AttemptError::proxy_failed, peer_name() + " refused CONNECT: " + std::to_string(answer.result_int()) +
-                                                   " " + std::string(answer.reason()));
+      return abort(AttemptError::proxy_failed, peer_name() +
+                                                   " refused CONNECT: " + std::to_string(answer.result_int()) + " " +
+                                                   std::string(answer.reason()));
     }
     if (connection_->buffer().size() != 0) {
       connecting_ = false;
@@ -531,8 +538,8 @@ class Exchange : public std::enable_shared_from_this<Exchange> {
       connecting_ = false;
       return abort(AttemptError::tls_failed, "cannot set up TLS for " + core_->origin.host + ": " + ec.message());
     }
-    connection_->tls_stream().async_handshake(ssl::stream_base::client,
-                                              [self = shared_from_this()](const error_code& ec) { self->on_handshake(ec); });
+    connection_->tls_stream().async_handshake(
+        ssl::stream_base::client, [self = shared_from_this()](const error_code& ec) { self->on_handshake(ec); });
   }
 
   void on_handshake(const error_code& ec) {
@@ -541,8 +548,8 @@ class Exchange : public std::enable_shared_from_this<Exchange> {
     if (ec) {
       // Nothing of the request, and so no token, has been written: the handshake came first.
       if (!connection_->verify_failure.empty()) {
-        return abort(AttemptError::certificate_rejected, "TLS certificate of " + core_->origin.host +
-                                                             " rejected: " + connection_->verify_failure);
+        return abort(AttemptError::certificate_rejected,
+                     "TLS certificate of " + core_->origin.host + " rejected: " + connection_->verify_failure);
       }
       return abort(AttemptError::tls_failed, "TLS handshake with " + core_->origin.host + " failed: " + ec.message());
     }
@@ -603,7 +610,8 @@ class Exchange : public std::enable_shared_from_this<Exchange> {
       return maybe_finish();
     }
     if (is_size_limit(ec)) {
-      return abort(AttemptError::response_too_large, "the response exceeds " + format_bytes_limit() + ": " + ec.message());
+      return abort(AttemptError::response_too_large,
+                   "the response exceeds " + format_bytes_limit() + ": " + ec.message());
     }
     if (ec.category() == http::make_error_code(http::error::bad_version).category() && !is_connection_loss(ec)) {
       return abort(AttemptError::malformed_response, "malformed HTTP response: " + ec.message());
@@ -649,7 +657,8 @@ class Exchange : public std::enable_shared_from_this<Exchange> {
       auto filled = refill();
       if (!filled || *filled == 0) {
         writing_ = false;
-        const FileProblem problem = filled ? FileProblem{AttemptError::file_changed, "the file ended early"} : filled.error();
+        const FileProblem problem =
+            filled ? FileProblem{AttemptError::file_changed, "the file ended early"} : filled.error();
         return abort(problem.error, problem.message);
       }
       buffer_pos_ = 0;
@@ -671,10 +680,9 @@ class Exchange : public std::enable_shared_from_this<Exchange> {
       n = std::min(n, granted_);
     }
     writing_ = true;
-    connection_->async_write_some(asio::buffer(buffer_.get() + buffer_pos_, n),
-                                  [self = shared_from_this()](const error_code& ec, std::size_t written) {
-                                    self->on_written(ec, written);
-                                  });
+    connection_->async_write_some(
+        asio::buffer(buffer_.get() + buffer_pos_, n),
+        [self = shared_from_this()](const error_code& ec, std::size_t written) { self->on_written(ec, written); });
   }
 
   void on_throttle_wait() {
@@ -738,8 +746,8 @@ class Exchange : public std::enable_shared_from_this<Exchange> {
   void on_deadline() {
     if (finished_ || aborted_) return;
     if (!exchanging_) {
-      return abort(AttemptError::connect_timeout, "no connection to " + peer_name() + " within " +
-                                                      seconds_text(core_->settings.api.connect_timeout));
+      return abort(AttemptError::connect_timeout,
+                   "no connection to " + peer_name() + " within " + seconds_text(core_->settings.api.connect_timeout));
     }
     const auto idle = core_->settings.api.idle_timeout;
     const auto quiet_until = connection_->last_activity() + idle;
@@ -754,7 +762,7 @@ class Exchange : public std::enable_shared_from_this<Exchange> {
 
   void maybe_finish() {
     if (finished_ || connecting_ || reading_ || writing_) return;
-    if (!aborted_ && !response_done_) return;                 // still waiting for the answer
+    if (!aborted_ && !response_done_) return;  // still waiting for the answer
     // A 2xx came early: the body goes out first (unless the connection broke meanwhile).
     if (!aborted_ && !body_sent_ && !writes_stopped_ && !write_failed_) return;
     finish();
@@ -773,7 +781,8 @@ class Exchange : public std::enable_shared_from_this<Exchange> {
       result_.error_message = file_problem_->message;
     } else if (!body_sent_ && result_.http_status && *result_.http_status / 100 == 2) {
       result_.error = AttemptError::connection_closed;
-      result_.error_message = "a 2xx arrived before the body was complete, then the connection broke (" + write_error_ + ")";
+      result_.error_message =
+          "a 2xx arrived before the body was complete, then the connection broke (" + write_error_ + ")";
     }
     // Cancel wins over whatever else was going on: the caller asked for it.
     if (connection_) {
@@ -840,7 +849,9 @@ class Exchange : public std::enable_shared_from_this<Exchange> {
 
 UploadPool::UploadPool(std::shared_ptr<Core> core) : core_(std::move(core)) {}
 
-UploadPool::~UploadPool() { cancel_all(); }
+UploadPool::~UploadPool() {
+  cancel_all();
+}
 
 Result<std::unique_ptr<UploadPool>> UploadPool::create(asio::io_context& io, PoolSettings settings) {
   auto core = std::make_shared<Core>(io, settings);
@@ -853,9 +864,13 @@ std::size_t UploadPool::free_sessions() const {
   return sessions > core_->uploads_in_flight ? sessions - core_->uploads_in_flight : 0;
 }
 
-std::size_t UploadPool::uploads_in_flight() const { return core_->uploads_in_flight; }
+std::size_t UploadPool::uploads_in_flight() const {
+  return core_->uploads_in_flight;
+}
 
-std::size_t UploadPool::idle_connections() const { return core_->idle.size(); }
+std::size_t UploadPool::idle_connections() const {
+  return core_->idle.size();
+}
 
 void UploadPool::start(UploadRequest request, std::function<void(std::uint64_t)> progress,
                        std::function<void(UploadResult)> done) {
@@ -891,6 +906,8 @@ void UploadPool::cancel_all() {
   core_->close_idle();
 }
 
-Result<void> UploadPool::apply(PoolSettings settings) { return core_->configure(settings); }
+Result<void> UploadPool::apply(PoolSettings settings) {
+  return core_->configure(settings);
+}
 
 }  // namespace modeldrop::upload

@@ -1,14 +1,14 @@
 #include "integration/upload/connect_proxy.hpp"
 
 #include <arpa/inet.h>
-#include <cerrno>
 #include <fcntl.h>
-#include <cstring>
 #include <netinet/in.h>
 #include <poll.h>
-#include <stdexcept>
 #include <sys/socket.h>
 #include <unistd.h>
+#include <cerrno>
+#include <cstring>
+#include <stdexcept>
 
 namespace modeldrop::test {
 namespace {

@@ -6,15 +6,17 @@
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <poll.h>
-#include <stdexcept>
 #include <sys/socket.h>
 #include <unistd.h>
+#include <stdexcept>
 #include <vector>
 
 namespace modeldrop::test {
 namespace {
 
-SSL_CTX* as_context(void* p) { return static_cast<SSL_CTX*>(p); }
+SSL_CTX* as_context(void* p) {
+  return static_cast<SSL_CTX*>(p);
+}
 
 // The value of Content-Length in a request head, or 0.
 std::uint64_t content_length(const std::string& head) {
@@ -78,8 +80,9 @@ void DrainingServer::serve() {
       }
       if (remaining == 0) {
         const std::string body = R"({"id":"file-drained","object":"file"})";
-        const std::string answer = "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: " +
-                                   std::to_string(body.size()) + "\r\nConnection: close\r\n\r\n" + body;
+        const std::string answer =
+            "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: " + std::to_string(body.size()) +
+            "\r\nConnection: close\r\n\r\n" + body;
         if (SSL_write(ssl, answer.data(), static_cast<int>(answer.size())) > 0) ++answered_;
         SSL_shutdown(ssl);
       }

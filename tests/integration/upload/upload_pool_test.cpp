@@ -1,8 +1,8 @@
 // The upload transport against the fake API over real TLS on 127.0.0.1 (CONTRACT §5): what the
 // server receives, keep-alive, faults, certificates, the proxy, the file checks, cancel, the
 // bandwidth cap and flat memory.
-#include "upload/source_file.hpp"
 #include "upload/upload_pool.hpp"
+#include "upload/source_file.hpp"
 
 #include "integration/upload/connect_proxy.hpp"
 #include "integration/upload/draining_server.hpp"
@@ -10,26 +10,26 @@
 #include "support/run_process.hpp"
 #include "support/temp_dir.hpp"
 
-#include <boost/asio/io_context.hpp>
-#include <boost/json.hpp>
 #include <gtest/gtest.h>
 #include <openssl/evp.h>
+#include <boost/asio/io_context.hpp>
+#include <boost/json.hpp>
 
 #include <arpa/inet.h>
-#include <chrono>
-#include <fstream>
 #include <netinet/in.h>
-#include <random>
 #include <sys/socket.h>
 #include <unistd.h>
+#include <chrono>
+#include <fstream>
+#include <random>
 
 namespace modeldrop::upload {
 namespace {
 
 using namespace std::chrono_literals;
-using test::Fault;
 using test::FakeApi;
 using test::FakeApiOptions;
+using test::Fault;
 using test::FaultKind;
 using test::TempDir;
 using test::TestPki;
@@ -137,8 +137,7 @@ class UploadPoolTest : public ::testing::Test {
     return done();
   }
 
-  UploadResult upload(UploadPool& pool, UploadRequest request,
-                      std::function<void(std::uint64_t)> progress = nullptr) {
+  UploadResult upload(UploadPool& pool, UploadRequest request, std::function<void(std::uint64_t)> progress = nullptr) {
     std::optional<UploadResult> result;
     pool.start(std::move(request), std::move(progress), [&](UploadResult r) { result = std::move(r); });
     EXPECT_TRUE(run_until([&] { return result.has_value(); })) << "the upload did not finish";
@@ -253,9 +252,7 @@ TEST_F(UploadPoolTest, FilenamesAreQuotedSoTheServerDecodesThemExactly) {
   auto& fake = start_fake();
   auto pool = make_pool(settings());
   const std::vector<std::pair<std::string, std::string>> names = {
-      {"with space.zip", "with space.zip"},
-      {"quote\"d.zip", "quote\"d.zip"},
-      {"back\\slash.zip", "back\\slash.zip"},
+      {"with space.zip", "with space.zip"},   {"quote\"d.zip", "quote\"d.zip"}, {"back\\slash.zip", "back\\slash.zip"},
       {"new\nline.zip", "new%0Aline.zip"},  // control characters cannot go into a header
       {"модель-😀.tar.gz", "модель-😀.tar.gz"},
   };
@@ -571,12 +568,15 @@ TEST_F(UploadPoolTest, CancelEndsAnUploadInFlightWithinOneSecond) {
   auto pool = make_pool(settings());
   std::optional<UploadResult> result;
   std::optional<Clock::time_point> cancelled_at;
-  pool->start(request_for(sparse_file("a.zip", 64 * kMiB), 42), [&](std::uint64_t) {
-    if (!cancelled_at) {
-      cancelled_at = Clock::now();
-      EXPECT_TRUE(pool->cancel(42));
-    }
-  }, [&](UploadResult r) { result = std::move(r); });
+  pool->start(
+      request_for(sparse_file("a.zip", 64 * kMiB), 42),
+      [&](std::uint64_t) {
+        if (!cancelled_at) {
+          cancelled_at = Clock::now();
+          EXPECT_TRUE(pool->cancel(42));
+        }
+      },
+      [&](UploadResult r) { result = std::move(r); });
   EXPECT_EQ(pool->free_sessions(), 3U);
   EXPECT_EQ(pool->uploads_in_flight(), 1U);
   ASSERT_TRUE(run_until([&] { return result.has_value(); }));
@@ -706,10 +706,10 @@ TEST_F(UploadPoolTest, MemoryStaysFlatWhateverTheFileSize) {
   const char* asan = std::getenv("ASAN_OPTIONS");
   options.env_set["ASAN_OPTIONS"] = std::string(asan != nullptr ? asan : "") + ":quarantine_size_mb=0";
   const auto peak_kib = [&](const std::filesystem::path& file) -> std::int64_t {
-    const auto run = test::run_process({UPLOAD_BENCH_PATH, "--url", "https://127.0.0.1:" + std::to_string(sink.port()),
-                                        "--ca-file", pki_->ca_cert.string(), "--token", "test-token", "--no-sha256",
-                                        file.string()},
-                                       options);
+    const auto run =
+        test::run_process({UPLOAD_BENCH_PATH, "--url", "https://127.0.0.1:" + std::to_string(sink.port()), "--ca-file",
+                           pki_->ca_cert.string(), "--token", "test-token", "--no-sha256", file.string()},
+                          options);
     EXPECT_EQ(run.exit_code, 0) << run.out << run.err;
     if (run.exit_code != 0) return -1;
     const auto report = boost::json::parse(run.out).as_object();

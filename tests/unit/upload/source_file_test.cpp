@@ -6,9 +6,9 @@
 
 #include <gtest/gtest.h>
 
-#include <fstream>
 #include <sys/stat.h>
 #include <sys/time.h>
+#include <fstream>
 
 namespace modeldrop::upload {
 namespace {
