@@ -13,6 +13,7 @@
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
+#include <boost/asio/experimental/awaitable_operators.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/ssl.hpp>
@@ -48,7 +49,10 @@ namespace ssl = asio::ssl;
 using tcp = asio::ip::tcp;
 using namespace std::chrono_literals;
 
-using TlsStream = ssl::stream<beast::tcp_stream>;
+// A plain socket under TLS, with a per-connection watchdog for deadlines: beast::tcp_stream
+// re-arms a timer on every 16 KiB TLS record, which cost more CPU than the decryption.
+using TlsStream = ssl::stream<tcp::socket>;
+using SteadyTime = std::chrono::steady_clock::time_point;
 using RequestParser = http::request_parser<http::buffer_body>;
 using JsonResponse = http::response<http::string_body>;
 
@@ -239,7 +243,12 @@ class Connection {
   asio::awaitable<void> run();
 
  private:
-  beast::tcp_stream& tcp() { return beast::get_lowest_layer(stream_); }
+  tcp::socket& socket() { return stream_.next_layer(); }
+  // Every network step runs under a deadline; the watchdog cancels the socket when it passes.
+  void expires_after(std::chrono::steady_clock::duration idle) { deadline_ = std::chrono::steady_clock::now() + idle; }
+  void expires_at(SteadyTime deadline) { deadline_ = deadline; }
+  asio::awaitable<void> session();
+  asio::awaitable<void> watchdog();
   RequestParser& parser() { return *parser_; }
   http::request<http::buffer_body>& request() { return parser_->get(); }
 
@@ -268,6 +277,7 @@ class Connection {
 
   Server& server_;
   TlsStream stream_;
+  SteadyTime deadline_ = SteadyTime::max();
   std::uint64_t id_;
   beast::flat_buffer buffer_;
   std::optional<RequestParser> parser_;
@@ -317,9 +327,15 @@ class Server {
     tls_.use_private_key_file(options_.key_file.string(), ssl::context::pem);
   }
 
+  // A strand per connection only when several threads run the loop.
+  asio::any_io_executor connection_executor() {
+    if (options_.threads > 1) return asio::make_strand(ioc_);
+    return ioc_.get_executor();
+  }
+
   asio::awaitable<void> accept_loop() {
     for (;;) {
-      auto [ec, socket] = co_await acceptor_.async_accept(asio::make_strand(ioc_), use_tuple);
+      auto [ec, socket] = co_await acceptor_.async_accept(connection_executor(), use_tuple);
       if (ec == asio::error::operation_aborted) co_return;
       if (ec) {
         // Out of descriptors and the like: wait a little rather than spin.
@@ -328,7 +344,8 @@ class Server {
         continue;
       }
       const std::uint64_t id = ++connections_;
-      socket.set_option(tcp::no_delay(true));
+      beast::error_code ignored;  // a peer that already left fails later, on its own connection
+      socket.set_option(tcp::no_delay(true), ignored);
       auto executor = socket.get_executor();
       asio::co_spawn(executor, serve(std::move(socket), id), [](const std::exception_ptr& error) {
         if (!error) return;
@@ -348,8 +365,8 @@ class Server {
 
   FakeApiOptions options_;
   ServerState state_;
-  ssl::context tls_{ssl::context::tls_server};  // outlives every connection in ioc_
-  asio::io_context ioc_;
+  ssl::context tls_{ssl::context::tls_server};           // outlives every connection in ioc_
+  asio::io_context ioc_{std::max(1, options_.threads)};  // 1: Asio skips its locking
   tcp::acceptor acceptor_{ioc_};
   std::uint16_t port_ = 0;
   std::atomic<std::uint64_t> connections_{0};
@@ -357,10 +374,34 @@ class Server {
 };
 
 Connection::Connection(Server& server, tcp::socket socket, std::uint64_t id)
-    : server_(server), stream_(beast::tcp_stream(std::move(socket)), server.tls()), id_(id), chunk_(kBodyChunk) {}
+    : server_(server), stream_(std::move(socket), server.tls()), id_(id), chunk_(kBodyChunk) {
+  // Beast reads at most the buffer's free capacity (512 bytes when empty): that would be one
+  // SSL_read, and one trip through the event loop, per 512 bytes of a 16 KiB TLS record.
+  buffer_.reserve(64 * 1024);
+}
 
 asio::awaitable<void> Connection::run() {
-  tcp().expires_after(kHandshakeTimeout);
+  using namespace asio::experimental::awaitable_operators;
+  co_await (session() || watchdog());  // the watchdog is cancelled when the session ends
+}
+
+asio::awaitable<void> Connection::watchdog() {
+  // Polling keeps deadlines cheap to move (one store per read); 25 ms is precise enough here.
+  asio::steady_timer tick(stream_.get_executor());
+  for (;;) {
+    tick.expires_after(25ms);
+    auto [ec] = co_await tick.async_wait(use_tuple);
+    if (ec) co_return;
+    if (std::chrono::steady_clock::now() >= deadline_) {
+      deadline_ = SteadyTime::max();
+      beast::error_code ignored;
+      socket().cancel(ignored);
+    }
+  }
+}
+
+asio::awaitable<void> Connection::session() {
+  expires_after(kHandshakeTimeout);
   auto [handshake_ec] = co_await stream_.async_handshake(ssl::stream_base::server, use_tuple);
   if (handshake_ec) co_return;  // e.g. the client refused our certificate: nothing was sent
   for (;;) {
@@ -368,7 +409,7 @@ asio::awaitable<void> Connection::run() {
     parser().body_limit(boost::none);
     parser().header_limit(64 * 1024);
     interim_sent_ = false;
-    tcp().expires_after(kIdleTimeout);
+    expires_after(kIdleTimeout);
     auto [ec, unused] = co_await http::async_read_header(stream_, buffer_, parser(), use_tuple);
     if (ec) {
       if (ec.category() == http::make_error_code(http::error::bad_version).category() &&
@@ -461,8 +502,8 @@ asio::awaitable<ConnectionNext> Connection::serve_upload(RequestRecord record, s
       if (!lingered.ec && parser().is_done()) co_return ConnectionNext::close;
       // Body not fully read: a plain close, which the kernel turns into a RST if more arrives.
       beast::error_code ignored;
-      tcp().socket().shutdown(tcp::socket::shutdown_both, ignored);
-      tcp().socket().close(ignored);
+      socket().shutdown(tcp::socket::shutdown_both, ignored);
+      socket().close(ignored);
       co_return ConnectionNext::drop;
     }
 
@@ -485,8 +526,8 @@ asio::awaitable<ConnectionNext> Connection::serve_upload(RequestRecord record, s
       asio::steady_timer silence(stream_.get_executor(), fault.stall_for);
       co_await silence.async_wait(use_tuple);
       beast::error_code ignored;
-      tcp().socket().shutdown(tcp::socket::shutdown_both, ignored);
-      tcp().socket().close(ignored);
+      socket().shutdown(tcp::socket::shutdown_both, ignored);
+      socket().close(ignored);
       co_return ConnectionNext::drop;
     }
   }
@@ -680,14 +721,20 @@ asio::awaitable<ConnectionNext> Connection::serve_control(const std::string& pat
     co_return co_await send(ok(R"({"ok":true})"));
   }
   if (path == "/_fake/files" && method == http::verb::get) {
-    std::lock_guard lock(state.mutex);
-    JsonResponse response = ok(received_files_to_json(state.files));
-    co_return co_await send(std::move(response));
+    std::string json;
+    {
+      std::lock_guard lock(state.mutex);  // never held across a co_await: resumption may be on another thread
+      json = received_files_to_json(state.files);
+    }
+    co_return co_await send(ok(std::move(json)));
   }
   if (path == "/_fake/requests" && method == http::verb::get) {
-    std::lock_guard lock(state.mutex);
-    JsonResponse response = ok(request_records_to_json(state.requests));
-    co_return co_await send(std::move(response));
+    std::string json;
+    {
+      std::lock_guard lock(state.mutex);  // never held across a co_await: resumption may be on another thread
+      json = request_records_to_json(state.requests);
+    }
+    co_return co_await send(ok(std::move(json)));
   }
   if (path == "/_fake/connections" && method == http::verb::get) {
     co_return co_await send(ok(R"({"accepted":)" + std::to_string(server_.connections()) + "}"));
@@ -705,7 +752,7 @@ asio::awaitable<BodyRead> Connection::read_body(const BodyConsumer& consume, std
     // when the application starts reading.
     interim_sent_ = true;
     http::response<http::empty_body> go_on{http::status::continue_, 11};
-    tcp().expires_after(kIdleTimeout);
+    expires_after(kIdleTimeout);
     auto [ec, unused] = co_await http::async_write(stream_, go_on, use_tuple);
     if (ec) {
       result.ec = ec;
@@ -716,7 +763,7 @@ asio::awaitable<BodyRead> Connection::read_body(const BodyConsumer& consume, std
   const auto started = std::chrono::steady_clock::now();
   std::size_t step = chunk_.size();
   if (bytes_per_second != 0) step = static_cast<std::size_t>(std::clamp<std::uint64_t>(bytes_per_second / 20, 1, step));
-  if (deadline) tcp().expires_at(*deadline);
+  if (deadline) expires_at(*deadline);
   while (!parser().is_done()) {
     std::size_t want = step;
     if (limit) {
@@ -726,7 +773,7 @@ asio::awaitable<BodyRead> Connection::read_body(const BodyConsumer& consume, std
     auto& body = request().body();
     body.data = chunk_.data();
     body.size = want;
-    if (!deadline) tcp().expires_after(kIdleTimeout);
+    if (!deadline) expires_after(kIdleTimeout);
     auto [ec, unused] = co_await http::async_read(stream_, buffer_, parser(), use_tuple);
     const std::size_t got = want - body.size;
     result.bytes += got;
@@ -763,7 +810,7 @@ asio::awaitable<ConnectionNext> Connection::send(JsonResponse response) {
   response.keep_alive(keep_alive);
   response.prepare_payload();
   interim_sent_ = true;
-  tcp().expires_after(kIdleTimeout);
+  expires_after(kIdleTimeout);
   auto [ec, unused] = co_await http::async_write(stream_, response, use_tuple);
   if (ec) co_return ConnectionNext::drop;
   co_return keep_alive ? ConnectionNext::keep_alive : ConnectionNext::close;
@@ -785,7 +832,7 @@ asio::awaitable<ConnectionNext> Connection::send_oversized(const ReceivedFile& f
   response.body().data = nullptr;
   response.body().more = true;
   http::response_serializer<http::buffer_body> serializer{response};
-  tcp().expires_after(kIdleTimeout);
+  expires_after(kIdleTimeout);
   if (auto [ec, unused] = co_await http::async_write_header(stream_, serializer, use_tuple); ec) {
     co_return ConnectionNext::drop;
   }
@@ -812,7 +859,7 @@ asio::awaitable<ConnectionNext> Connection::send_oversized(const ReceivedFile& f
     response.body().data = const_cast<char*>(bytes.data());
     response.body().size = bytes.size();
     response.body().more = piece < 3;
-    tcp().expires_after(kIdleTimeout);
+    expires_after(kIdleTimeout);
     auto [ec, unused] = co_await http::async_write(stream_, serializer, use_tuple);
     if (ec && ec != http::error::need_buffer) co_return ConnectionNext::drop;
   }
@@ -820,18 +867,18 @@ asio::awaitable<ConnectionNext> Connection::send_oversized(const ReceivedFile& f
 }
 
 asio::awaitable<void> Connection::close_gracefully() {
-  tcp().expires_after(kShutdownTimeout);
+  expires_after(kShutdownTimeout);
   co_await stream_.async_shutdown(use_tuple);  // stream_truncated and timeouts are fine here
   beast::error_code ignored;
-  tcp().socket().shutdown(tcp::socket::shutdown_both, ignored);
-  tcp().socket().close(ignored);
+  socket().shutdown(tcp::socket::shutdown_both, ignored);
+  socket().close(ignored);
 }
 
 void Connection::reset_connection() {
   // SO_LINGER {on, 0} makes close() send a RST instead of a FIN.
   beast::error_code ignored;
-  tcp().socket().set_option(asio::socket_base::linger(true, 0), ignored);
-  tcp().socket().close(ignored);
+  socket().set_option(asio::socket_base::linger(true, 0), ignored);
+  socket().close(ignored);
 }
 
 JsonResponse Connection::json_response(http::status status, std::string body) const {
@@ -867,7 +914,12 @@ std::uint16_t FakeApi::port() const {
   return impl_->server.port();
 }
 std::string FakeApi::base_url() const {
-  return "https://127.0.0.1:" + std::to_string(port());
+  // A wildcard address is reached through loopback; IPv6 literals need brackets in a URL.
+  const auto address = asio::ip::make_address(impl_->server.options().bind_address);
+  std::string host = address.to_string();
+  if (address.is_unspecified()) host = address.is_v6() ? "::1" : "127.0.0.1";
+  if (address.is_v6()) host = "[" + host + "]";
+  return "https://" + host + ":" + std::to_string(port());
 }
 
 void FakeApi::push_fault(Fault fault) {

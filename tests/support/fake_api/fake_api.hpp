@@ -48,8 +48,8 @@ enum class FaultKind {
 struct Fault {
   FaultKind kind = FaultKind::none;
   int status = 500;
-  std::vector<std::pair<std::string, std::string>> headers;  // e.g. {"Retry-After", "3"}
-  std::string body;                                          // for status/early_status
+  std::vector<std::pair<std::string, std::string>> headers{};  // e.g. {"Retry-After", "3"}
+  std::string body{};                                          // for status/early_status
   std::uint64_t after_bytes = 0;
   std::uint64_t bytes_per_second = 0;
   std::chrono::milliseconds stall_for{std::chrono::seconds(30)};
@@ -88,8 +88,8 @@ struct FakeApiOptions {
   bool sink_mode = false;            // no hashing, no storing of content: benchmark speed
   std::string bind_address = "127.0.0.1";
   std::uint16_t port = 0;  // 0 = ephemeral
-  std::filesystem::path cert_file;
-  std::filesystem::path key_file;
+  std::filesystem::path cert_file{};
+  std::filesystem::path key_file{};
   int threads = 1;
 };
 
@@ -101,7 +101,7 @@ class FakeApi {
   FakeApi& operator=(const FakeApi&) = delete;
 
   [[nodiscard]] std::uint16_t port() const;
-  [[nodiscard]] std::string base_url() const;  // "https://127.0.0.1:<port>"
+  [[nodiscard]] std::string base_url() const;  // "https://127.0.0.1:<port>" (the bind address)
 
   // Faults apply to upload requests (POST /v0/models/upload) in FIFO order, one each;
   // with the queue empty the default fault (none unless set) applies.

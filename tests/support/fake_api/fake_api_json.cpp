@@ -83,13 +83,13 @@ Result<Fault> fault_from_value(const json::value& value) {
   if (!oversized) return oversized.error();
   const auto linger_for = number_field<std::int64_t>(object, "linger_for", fault.linger_for.count());
   if (!linger_for) return linger_for.error();
-  fault.status = *status;
-  fault.body = *body;
-  fault.after_bytes = *after_bytes;
-  fault.bytes_per_second = *bytes_per_second;
-  fault.stall_for = std::chrono::milliseconds(*stall_for);
-  fault.oversized_bytes = *oversized;
-  fault.linger_for = std::chrono::milliseconds(*linger_for);
+  fault.status = status.value();
+  fault.body = body.value();
+  fault.after_bytes = after_bytes.value();
+  fault.bytes_per_second = bytes_per_second.value();
+  fault.stall_for = std::chrono::milliseconds(stall_for.value());
+  fault.oversized_bytes = oversized.value();
+  fault.linger_for = std::chrono::milliseconds(linger_for.value());
   if (fault.status < 100 || fault.status > 999) return make_error("fault status must be 100..999");
   if (const auto* headers = object.if_contains("headers")) {
     // Either [["Retry-After", "3"], ...] or {"Retry-After": "3", ...}.
@@ -216,8 +216,8 @@ Result<std::vector<ReceivedFile>> received_files_from_json(std::string_view text
     const auto bytes = number_field<std::uint64_t>(*object, "bytes", 0);
     const auto created_at = number_field<std::int64_t>(*object, "created_at", 0);
     if (!bytes || !created_at) return make_error("received files: bad number");
-    file.bytes = *bytes;
-    file.created_at = *created_at;
+    file.bytes = bytes.value();
+    file.created_at = created_at.value();
     files.push_back(std::move(file));
   }
   return files;

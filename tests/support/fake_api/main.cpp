@@ -76,6 +76,8 @@ int run(int argc, char** argv) {
   }
   if (!token_file.empty()) options.token = read_token_file(token_file);
 
+  // A peer that vanishes must cost a connection, never the process.
+  std::signal(SIGPIPE, SIG_IGN);
   // Blocked before the server's threads start, so that only sigwait below sees them.
   sigset_t stop_signals;
   sigemptyset(&stop_signals);

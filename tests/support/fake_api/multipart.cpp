@@ -101,7 +101,8 @@ OptionsHeader parse_options_header(std::string_view header) {
       replace_all(value, "\\\\", "\\");
       replace_all(value, "\\\"", "\"");
     }
-    if (key == "filename" && (value.substr(1, 2) == ":\\" || value.substr(0, 2) == "\\\\")) {
+    const std::string_view view(value);
+    if (key == "filename" && ((view.size() >= 3 && view.substr(1, 2) == ":\\") || view.starts_with("\\\\"))) {
       value = value.substr(value.rfind('\\') + 1);
     }
     parsed.params[key] = std::move(value);
