@@ -83,7 +83,7 @@ int run(int argc, char** argv) {
     request.job_id = ++job;
     request.path = file;
     request.filename = std::filesystem::path(file).filename().string();
-    request.expected = *identity;
+    request.expected = identity.value();
     request.compute_sha256 = !no_sha256;
     if (!project.empty()) request.project_id = project;
     (*pool)->start(std::move(request), nullptr, [&, file, start = Clock::now()](upload::UploadResult result) {

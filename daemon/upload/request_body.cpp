@@ -35,9 +35,10 @@ FileResult<std::size_t> UploadRequestBytes::fill(std::span<std::byte> out) {
   while (filled < out.size() && produced_ >= file_start && produced_ < epilogue_start) {
     auto read = file_.read(out.subspan(filled));
     if (!read) return read.error();
-    if (hash_) hash_->update(out.subspan(filled, *read));
-    filled += *read;
-    produced_ += *read;
+    const std::size_t n = read.value();
+    if (hash_) hash_->update(out.subspan(filled, n));
+    filled += n;
+    produced_ += n;
   }
   copy_segment(epilogue_, epilogue_start);
   return filled;

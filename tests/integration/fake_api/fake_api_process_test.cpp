@@ -151,7 +151,7 @@ TEST_F(FakeApiProcessTest, ControlApiScriptsFaultsAndReadsRecords) {
   const auto connections = json_object(call({at(*port, "/_fake/connections")}).body);
   EXPECT_GT(connections.at("accepted").to_number<int>(), 8);
 
-  EXPECT_EQ(process.stop(), 0);
+  EXPECT_EQ(process.stop(), 0) << read_file(temp_ / "log");
   EXPECT_NE(read_file(temp_ / "log").find("listening on https://127.0.0.1:"), std::string::npos);
 }
 
@@ -171,7 +171,7 @@ TEST_F(FakeApiProcessTest, SinkModeAndExplicitCertificate) {
   ASSERT_EQ(files->size(), 1u);
   EXPECT_EQ((*files)[0].bytes, 100u * 1024);
   EXPECT_EQ((*files)[0].sha256, "");
-  EXPECT_EQ(process.stop(), 0);
+  EXPECT_EQ(process.stop(), 0) << read_file(temp_ / "log");
 }
 
 TEST(FakeApiExecutable, UsageErrors) {

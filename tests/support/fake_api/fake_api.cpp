@@ -721,14 +721,20 @@ asio::awaitable<ConnectionNext> Connection::serve_control(const std::string& pat
     co_return co_await send(ok(R"({"ok":true})"));
   }
   if (path == "/_fake/files" && method == http::verb::get) {
-    std::lock_guard lock(state.mutex);
-    JsonResponse response = ok(received_files_to_json(state.files));
-    co_return co_await send(std::move(response));
+    std::string json;
+    {
+      std::lock_guard lock(state.mutex);  // never held across a co_await: resumption may be on another thread
+      json = received_files_to_json(state.files);
+    }
+    co_return co_await send(ok(std::move(json)));
   }
   if (path == "/_fake/requests" && method == http::verb::get) {
-    std::lock_guard lock(state.mutex);
-    JsonResponse response = ok(request_records_to_json(state.requests));
-    co_return co_await send(std::move(response));
+    std::string json;
+    {
+      std::lock_guard lock(state.mutex);  // never held across a co_await: resumption may be on another thread
+      json = request_records_to_json(state.requests);
+    }
+    co_return co_await send(ok(std::move(json)));
   }
   if (path == "/_fake/connections" && method == http::verb::get) {
     co_return co_await send(ok(R"({"accepted":)" + std::to_string(server_.connections()) + "}"));
