@@ -870,36 +870,24 @@ constexpr std::string_view kEndJobSql =
 }  // namespace
 
 Result<Job> JobStore::mark_source_removed(JobId job_id, WallTime now) {
-  auto write = AtomicWrite::begin(db_);
-  if (!write) return write.error();
-  auto job = require_job(job_id);
-  if (!job) return job.error();
-  if (job->state != JobState::pending && job->state != JobState::uploading) {
-    return illegal(*job, "only a pending or uploading job can lose its source");
-  }
-  if (auto aborted = abort_open_attempt(job_id, kSourceRemoved, now); !aborted) return aborted.error();
-  static const std::string sql = returning_job(kEndJobSql);
-  auto update = db_.prepare(sql);
-  if (!update) return update.error();
-  std::optional<Job> after;
-  {
-    StatementReset reset(**update);
-    (*update)->bind_all(job_id, to_string(JobState::cancelled), kSourceRemoved, timestamp(now), 1);
-    auto updated = one_job(**update);
-    if (!updated) return updated.error();
-    after = std::move(*updated);
-  }
-  if (auto committed = write->commit(); !committed) return committed.error();
-  return std::move(*after);
+  return end_job(job_id, JobState::cancelled, kSourceRemoved, true, now);
 }
 
 Result<Job> JobStore::fail(JobId job_id, std::string_view reason, WallTime now) {
+  return end_job(job_id, JobState::failed, reason, false, now);
+}
+
+// A pending or uploading job ends without an upload: its open attempt is aborted with the
+// same reason, and a removed source leaves no current_path.
+Result<Job> JobStore::end_job(JobId job_id, JobState final_state, std::string_view reason, bool source_gone,
+                              WallTime now) {
   auto write = AtomicWrite::begin(db_);
   if (!write) return write.error();
   auto job = require_job(job_id);
   if (!job) return job.error();
   if (job->state != JobState::pending && job->state != JobState::uploading) {
-    return illegal(*job, "only a pending or uploading job can fail");
+    return illegal(*job, source_gone ? "only a pending or uploading job can lose its source"
+                                     : "only a pending or uploading job can fail");
   }
   if (auto aborted = abort_open_attempt(job_id, reason, now); !aborted) return aborted.error();
   static const std::string sql = returning_job(kEndJobSql);
@@ -908,7 +896,7 @@ Result<Job> JobStore::fail(JobId job_id, std::string_view reason, WallTime now) 
   std::optional<Job> after;
   {
     StatementReset reset(**update);
-    (*update)->bind_all(job_id, to_string(JobState::failed), reason, timestamp(now), 0);
+    (*update)->bind_all(job_id, to_string(final_state), reason, timestamp(now), source_gone ? 1 : 0);
     auto updated = one_job(**update);
     if (!updated) return updated.error();
     after = std::move(*updated);

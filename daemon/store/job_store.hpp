@@ -286,6 +286,7 @@ class JobStore {
   Result<std::optional<Job>> load_job(JobId job);
   Result<Job> require_job(JobId job);
   Result<bool> has_open_attempt(JobId job);
+  Result<Job> end_job(JobId job, JobState final_state, std::string_view reason, bool source_gone, WallTime now);
   Result<void> abort_open_attempt(JobId job, std::string_view error, WallTime now);
 
   Connection db_;
