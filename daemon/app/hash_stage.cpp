@@ -115,7 +115,7 @@ void HashStage::hash(store::Job job) {
         spdlog::warn("job {}: source removed before its upload", job.id);
         store_.run([id = job.id, now](store::JobStore& s) { (void)s.mark_source_removed(id, now); });
       } else if (problem.error == AttemptError::file_unreadable || problem.error == AttemptError::file_not_regular) {
-        spdlog::error("job {}: failed: {}", job.id, problem.message);
+        spdlog::error("job {}: {} failed: {}", job.id, job.path.filename().string(), problem.message);
         store_.call(
             [id = job.id, reason = problem.message, now](store::JobStore& s) { return s.fail(id, reason, now); },
             [this](Result<store::Job> failed) {

@@ -280,7 +280,7 @@ void UploadScheduler::on_upload_done(store::JobId id, upload::UploadResult resul
                    format_timestamp(*decision.next_attempt_at), decision.reason);
       break;
     case Verdict::failed:
-      spdlog::error("job {}: failed: {}", id, decision.reason);
+      spdlog::error("job {}: {} failed: {}", id, flight.job.path.filename().string(), decision.reason);
       break;
     case Verdict::hold_auth:
       holds_.hold_for_auth(now, decision.reason);
