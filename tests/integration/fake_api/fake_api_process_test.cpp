@@ -125,9 +125,9 @@ TEST_F(FakeApiProcessTest, ControlApiScriptsFaultsAndReadsRecords) {
   const auto files = call({at(*port, "/_fake/files")});
   const auto received = received_files_from_json(files.body);
   ASSERT_TRUE(received) << files.body;
-  ASSERT_EQ(received->size(), 1u);
-  EXPECT_EQ((*received)[0].sha256, sha256_of_file(file));
-  EXPECT_EQ((*received)[0].project_id, "p9");
+  ASSERT_EQ(received.value().size(), 1u);
+  EXPECT_EQ(received.value().front().sha256, sha256_of_file(file));
+  EXPECT_EQ(received.value().front().project_id, "p9");
 
   const auto requests = call({at(*port, "/_fake/requests")});
   EXPECT_EQ(requests.status, 200);
@@ -168,9 +168,9 @@ TEST_F(FakeApiProcessTest, SinkModeAndExplicitCertificate) {
   const auto files =
       received_files_from_json(curl_answer({"https://localhost:" + std::to_string(*port) + "/_fake/files"}).body);
   ASSERT_TRUE(files);
-  ASSERT_EQ(files->size(), 1u);
-  EXPECT_EQ((*files)[0].bytes, 100u * 1024);
-  EXPECT_EQ((*files)[0].sha256, "");
+  ASSERT_EQ(files.value().size(), 1u);
+  EXPECT_EQ(files.value().front().bytes, 100u * 1024);
+  EXPECT_EQ(files.value().front().sha256, "");
   EXPECT_EQ(process.stop(), 0) << read_file(temp_ / "log");
 }
 

@@ -1,6 +1,7 @@
 #include "tls_test_client.hpp"
 
 #include "common/text.hpp"
+#include "support/temp_dir.hpp"
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -15,7 +16,6 @@
 #include <cerrno>
 #include <csignal>
 #include <cstring>
-#include <fstream>
 #include <random>
 #include <stdexcept>
 
@@ -240,9 +240,7 @@ std::string sha256_hex(std::string_view bytes) {
 }
 
 std::string sha256_of_file(const std::filesystem::path& path) {
-  std::ifstream in(path, std::ios::binary);
-  const std::string content((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-  return sha256_hex(content);
+  return sha256_hex(read_file(path));
 }
 
 std::string test_content(std::size_t size, unsigned seed) {
