@@ -25,9 +25,9 @@ asan: deps
 	cmake --build --preset asan -j $(JOBS)
 	ctest --preset asan -j $(JOBS)
 
-# Only the tests labelled `threads` (code that shares state between threads) run under TSan;
+# The tests labelled `threads` (threads in the test process, or the threaded daemon as a child) run under TSan;
 # only their binaries are built.
-TSAN_TARGETS = store_worker_tests
+TSAN_TARGETS = store_worker_tests daemon_e2e_tests fake_api_tests upload_integration_tests
 tsan: deps
 	cmake --preset tsan >/dev/null
 	cmake --build --preset tsan -j $(JOBS) --target $(TSAN_TARGETS)

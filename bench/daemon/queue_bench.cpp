@@ -97,14 +97,15 @@ int burst(JobCounter& jobs, const fs::path& incoming, const fs::path& staging, s
   const auto renamed = SteadyClock::now();
   const auto seen = jobs.wait_for(before + static_cast<std::int64_t>(files), 300s);
   if (!seen) {
-    std::fprintf(stderr, "only %lld of %zu burst files got a job row\n",
-                 static_cast<long long>(jobs.count() - before), files);
+    std::fprintf(stderr, "only %lld of %zu burst files got a job row\n", static_cast<long long>(jobs.count() - before),
+                 files);
     return 1;
   }
   const double ms = micros(*seen - began) / 1000;
-  std::printf("burst of %zu renames -> all %zu job rows committed: %.0f ms after the first rename (%.0f jobs/s; "
-              "the renames alone took %.0f ms)\n",
-              files, files, ms, static_cast<double>(files) / (ms / 1000), micros(renamed - began) / 1000);
+  std::printf(
+      "burst of %zu renames -> all %zu job rows committed: %.0f ms after the first rename (%.0f jobs/s; "
+      "the renames alone took %.0f ms)\n",
+      files, files, ms, static_cast<double>(files) / (ms / 1000), micros(renamed - began) / 1000);
   return 0;
 }
 

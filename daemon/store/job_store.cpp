@@ -1011,7 +1011,9 @@ Result<Job> JobStore::complete_as_duplicate(JobId job_id, JobId of_job_id, WallT
 
 // ---- Requests from `modeldrop`
 
-Result<std::vector<JobRequestResult>> JobStore::cancel(std::span<const JobId> jobs, WallTime now) {
+Result<std::vector<JobRequestResult>> JobStore::for_each_requested_job(std::span<const JobId> jobs,
+                                                                       const RequestRefusal& refusal,
+                                                                       const RequestChange& change) {
   auto write = AtomicWrite::begin(db_);
   if (!write) return write.error();
   std::vector<JobRequestResult> results;
@@ -1021,18 +1023,15 @@ Result<std::vector<JobRequestResult>> JobStore::cancel(std::span<const JobId> jo
     if (!job) return job.error();
     if (!*job) {
       result.error = unknown_job(id);
-    } else if (result.previous_state = (*job)->state;
-               result.previous_state != JobState::pending && result.previous_state != JobState::uploading) {
-      result.error = illegal(**job, "only pending or uploading jobs can be cancelled");
     } else {
-      // An attempt in flight stays open: the daemon aborts the upload and records it.
-      auto update = db_.prepare(
-          "UPDATE jobs SET state = 'cancelled', last_error = ?2, finished_at = ?3, updated_at = ?3, "
-          "next_attempt_at = NULL WHERE id = ?1");
-      if (!update) return update.error();
-      StatementReset reset(**update);
-      (*update)->bind_all(id, kCancelledByRequest, timestamp(now));
-      if (auto done = (*update)->run(); !done) return done.error();
+      result.previous_state = (*job)->state;
+      auto refused = refusal(**job);
+      if (!refused) return refused.error();
+      if (*refused) {
+        result.error = std::move(**refused);
+      } else if (auto changed = change(id); !changed) {
+        return changed.error();
+      }
     }
     results.push_back(std::move(result));
   }
@@ -1040,44 +1039,58 @@ Result<std::vector<JobRequestResult>> JobStore::cancel(std::span<const JobId> jo
   return results;
 }
 
+Result<std::vector<JobRequestResult>> JobStore::cancel(std::span<const JobId> jobs, WallTime now) {
+  const auto refusal = [](const Job& job) -> Result<std::optional<Error>> {
+    if (job.state != JobState::pending && job.state != JobState::uploading) {
+      return std::optional<Error>{illegal(job, "only pending or uploading jobs can be cancelled")};
+    }
+    return std::nullopt;
+  };
+  const auto change = [&](JobId id) -> Result<void> {
+    // An attempt in flight stays open: the daemon aborts the upload and records it.
+    auto update = db_.prepare(
+        "UPDATE jobs SET state = 'cancelled', last_error = ?2, finished_at = ?3, updated_at = ?3, "
+        "next_attempt_at = NULL WHERE id = ?1");
+    if (!update) return update.error();
+    StatementReset reset(**update);
+    (*update)->bind_all(id, kCancelledByRequest, timestamp(now));
+    return (*update)->run();
+  };
+  return for_each_requested_job(jobs, refusal, change);
+}
+
 Result<std::vector<JobRequestResult>> JobStore::retry(std::span<const JobId> jobs, WallTime now) {
-  auto write = AtomicWrite::begin(db_);
-  if (!write) return write.error();
-  std::vector<JobRequestResult> results;
-  for (const JobId id : jobs) {
-    JobRequestResult result{id, std::nullopt, JobState::pending};
-    auto job = load_job(id);
-    if (!job) return job.error();
-    if (!*job) {
-      result.error = unknown_job(id);
-    } else if (result.previous_state = (*job)->state;
-               result.previous_state != JobState::failed && result.previous_state != JobState::cancelled) {
-      result.error = illegal(**job, "only failed or cancelled jobs can be retried");
-    } else if (auto running = has_open_attempt(id); !running) {
-      return running.error();
-    } else if (*running) {
+  const auto refusal = [&](const Job& job) -> Result<std::optional<Error>> {
+    if (job.state != JobState::failed && job.state != JobState::cancelled) {
+      return std::optional<Error>{illegal(job, "only failed or cancelled jobs can be retried")};
+    }
+    auto running = has_open_attempt(job.id);
+    // (The error is named as such: an Error also converts to the optional<Error> value.)
+    if (!running) return Result<std::optional<Error>>(boost::system::in_place_error, running.error());
+    if (*running) {
       // Cancelled while uploading, and the daemon has not stopped that upload yet: a retry now
       // would let the old upload finish a job that is pending again.
-      result.error = make_error(
-          "job " + std::to_string(id) + ": its cancelled upload is still being stopped; retry it in a moment",
-          StoreErrc::illegal_transition);
-    } else if (!(*job)->current_path) {
-      result.error = make_error("job " + std::to_string(id) + ": its file is gone (" +
-                                    (*job)->last_error.value_or("no current path") + "); nothing to retry",
-                                StoreErrc::illegal_transition);
-    } else {
-      auto update = db_.prepare(
-          "UPDATE jobs SET state = 'pending', attempts = 0, budget_started_at = ?2, next_attempt_at = NULL, "
-          "finished_at = NULL, bytes_sent = 0, last_error = NULL, updated_at = ?2 WHERE id = ?1");
-      if (!update) return update.error();
-      StatementReset reset(**update);
-      (*update)->bind_all(id, timestamp(now));
-      if (auto done = (*update)->run(); !done) return done.error();
+      return std::optional<Error>{make_error(
+          "job " + std::to_string(job.id) + ": its cancelled upload is still being stopped; retry it in a moment",
+          StoreErrc::illegal_transition)};
     }
-    results.push_back(std::move(result));
-  }
-  if (auto committed = write->commit(); !committed) return committed.error();
-  return results;
+    if (!job.current_path) {
+      return std::optional<Error>{make_error("job " + std::to_string(job.id) + ": its file is gone (" +
+                                                 job.last_error.value_or("no current path") + "); nothing to retry",
+                                             StoreErrc::illegal_transition)};
+    }
+    return std::nullopt;
+  };
+  const auto change = [&](JobId id) -> Result<void> {
+    auto update = db_.prepare(
+        "UPDATE jobs SET state = 'pending', attempts = 0, budget_started_at = ?2, next_attempt_at = NULL, "
+        "finished_at = NULL, bytes_sent = 0, last_error = NULL, updated_at = ?2 WHERE id = ?1");
+    if (!update) return update.error();
+    StatementReset reset(**update);
+    (*update)->bind_all(id, timestamp(now));
+    return (*update)->run();
+  };
+  return for_each_requested_job(jobs, refusal, change);
 }
 
 Result<std::vector<JobId>> JobStore::retry_failed(WallTime now) {

@@ -14,6 +14,7 @@
 #include <chrono>
 #include <cstdint>
 #include <filesystem>
+#include <functional>
 #include <optional>
 #include <span>
 #include <string>
@@ -288,6 +289,13 @@ class JobStore {
   Result<bool> has_open_attempt(JobId job);
   Result<Job> end_job(JobId job, JobState final_state, std::string_view reason, bool source_gone, WallTime now);
   Result<void> abort_open_attempt(JobId job, std::string_view error, WallTime now);
+  // The shape of every request on named jobs (`cancel 3 4`, `retry 5`): in one transaction,
+  // each job is loaded, then `refusal` says why it may not be changed, or `change` changes it.
+  using RequestRefusal = std::function<Result<std::optional<Error>>(const Job&)>;
+  using RequestChange = std::function<Result<void>(JobId)>;
+  Result<std::vector<JobRequestResult>> for_each_requested_job(std::span<const JobId> jobs,
+                                                               const RequestRefusal& refusal,
+                                                               const RequestChange& change);
 
   Connection db_;
   std::optional<int> registered_pid_;
