@@ -12,6 +12,7 @@
 #include "common/logging.hpp"
 #include "common/version.hpp"
 #include "config/config_loader.hpp"
+#include "store/daemon_lock.hpp"
 #include "store/job_store.hpp"
 #include "store/store_worker.hpp"
 #include "upload/upload_pool.hpp"
@@ -84,6 +85,8 @@ class Daemon {
   SystemClock clock_;
   asio::io_context io_;
   SystemdNotifier notifier_;
+  // Declared before the store so it is released after the daemon row is unregistered.
+  std::optional<store::DaemonLock> daemon_lock_;
   std::optional<store::JobStore> opened_store_;
   std::unique_ptr<store::StoreWorker> worker_;
   std::unique_ptr<StoreClient> store_;
@@ -112,8 +115,23 @@ int Daemon::open_store() {
     spdlog::error("database {}: {}", setup_.config.database.string(), opened.error().message);
     return exit_code::kDatabaseUnavailable;
   }
+  auto lock = store::DaemonLock::try_acquire(setup_.config.database);
+  if (!lock) {
+    spdlog::error("database {}: {}", setup_.config.database.string(), lock.error().message);
+    return exit_code::kDatabaseUnavailable;
+  }
+  if (!*lock) {
+    auto record = opened->daemon_record();
+    const std::string pid = record && *record ? " (pid " + std::to_string((*record)->pid) + ")" : "";
+    spdlog::error("another modeldropd{} is already running on {}: it holds {}", pid, setup_.config.database.string(),
+                  store::DaemonLock::file_for(setup_.config.database).string());
+    return exit_code::kRuntimeError;
+  }
+  daemon_lock_.emplace(std::move(**lock));
   const WallTime now = clock_.now();
-  if (auto registered = opened->register_daemon(::getpid(), kVersion, now); !registered) {
+  // Holding the lock proves any other daemon row stale, even if its pid is alive again.
+  if (auto registered = opened->register_daemon(::getpid(), kVersion, now, store::JobStore::OtherDaemons::known_gone);
+      !registered) {
     spdlog::error("{}", registered.error().message);
     return exit_code::kRuntimeError;
   }

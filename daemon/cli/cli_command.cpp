@@ -5,6 +5,7 @@
 #include "common/version.hpp"
 #include "config/config.hpp"
 #include "config/config_loader.hpp"
+#include "store/daemon_lock.hpp"
 #include "store/job_store.hpp"
 
 #include <CLI/CLI.hpp>
@@ -54,13 +55,28 @@ int runtime_failure(const Error& error) {
   return exit_code::kRuntimeError;
 }
 
+// The daemon's lock says whether it runs; the row's pid only when the lock file cannot be
+// read (a pid may belong to another process after a reboot).
+bool daemon_is_running(const JobStore& store, const std::optional<store::DaemonRecord>& daemon) {
+  if (!daemon) return false;
+  switch (store::DaemonLock::holder(store.file())) {
+    case store::DaemonLock::Holder::daemon:
+      return true;
+    case store::DaemonLock::Holder::nobody:
+      return false;
+    case store::DaemonLock::Holder::unknown:
+      break;
+  }
+  return store::is_process_alive(daemon->pid);
+}
+
 int status_command(JobStore& store, const Request& request) {
   const auto now = WallClock::now();
   StatusReport status;
   auto daemon = store.daemon_record();
   if (!daemon) return runtime_failure(daemon.error());
   status.daemon = *daemon;
-  status.daemon_running = status.daemon && store::is_process_alive(status.daemon->pid);
+  status.daemon_running = daemon_is_running(store, status.daemon);
   auto paused = store.paused_since();
   if (!paused) return runtime_failure(paused.error());
   status.paused_since = *paused;

@@ -319,7 +319,7 @@ Result<void> JobStore::abort_open_attempt(JobId job, std::string_view error, Wal
 
 // ---- Daemon registration
 
-Result<void> JobStore::register_daemon(int pid, std::string_view version, WallTime now) {
+Result<void> JobStore::register_daemon(int pid, std::string_view version, WallTime now, OtherDaemons others) {
   auto write = AtomicWrite::begin(db_);
   if (!write) return write.error();
   {
@@ -330,7 +330,7 @@ Result<void> JobStore::register_daemon(int pid, std::string_view version, WallTi
     if (!row) return row.error();
     if (*row) {
       const auto other = static_cast<int>((*current)->int64(0));
-      if (other != pid && is_process_alive(other)) {
+      if (other != pid && others == OtherDaemons::check_pid && is_process_alive(other)) {
         return make_error("another modeldropd (pid " + std::to_string(other) + ", version " + (*current)->text(1) +
                               ") is already running on " + db_.file().string(),
                           StoreErrc::daemon_already_running);

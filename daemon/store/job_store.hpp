@@ -181,8 +181,11 @@ class JobStore {
 
   // -- Daemon registration (CONTRACT §4 `daemon`): one daemon per database.
   // Fails with daemon_already_running when another live process is registered; a row whose
-  // pid is gone is stale and replaced.
-  Result<void> register_daemon(int pid, std::string_view version, WallTime now);
+  // pid is gone is stale and replaced. A caller holding the DaemonLock knows every other row
+  // is stale, even one whose pid now belongs to an unrelated process (after a reboot).
+  enum class OtherDaemons { check_pid, known_gone };
+  Result<void> register_daemon(int pid, std::string_view version, WallTime now,
+                               OtherDaemons others = OtherDaemons::check_pid);
   // Refreshes heartbeat_at and the current upload rate (every few seconds).
   Result<void> heartbeat(WallTime now, double upload_rate_bytes_per_s);
   // Why uploads wait (auth, rate limit, "paused"), or none when they do not.

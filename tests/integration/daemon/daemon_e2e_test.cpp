@@ -2,6 +2,7 @@
 // real inotify, in throwaway directories. Every wait is bounded.
 #include "daemon_fixture.hpp"
 
+#include <unistd.h>
 #include <csignal>
 #include <map>
 #include <set>
@@ -161,6 +162,26 @@ TEST_F(DaemonTest, StaleDaemonRowIsReplaced) {
   EXPECT_TRUE(second->running());
   second->signal(SIGTERM);
   EXPECT_EQ(second->wait(10s), 0);
+}
+
+TEST_F(DaemonTest, ARowWhosePidWasReusedAfterARebootDoesNotBlockTheStart) {
+  // The old daemon's row names a pid that now belongs to an unrelated live process (this test),
+  // as after a reboot. Its lock died with it, so the new daemon starts and takes over.
+  {
+    auto store = store::JobStore::open_for_daemon(database_);
+    ASSERT_TRUE(store) << store.error().message;
+    ASSERT_TRUE(store->register_daemon(::getpid(), "0.0.1", WallClock::now()));
+  }
+  auto daemon = start_ready_daemon();
+  drop("after-reboot.zip", 1000);
+  ASSERT_TRUE(wait_until([&] { return all_jobs_in(JobState::succeeded, 1); }, 30s)) << daemon->stderr_text();
+  auto store = store::JobStore::open_existing(database_);
+  ASSERT_TRUE(store);
+  const auto record = store->daemon_record();
+  ASSERT_TRUE(record && *record);
+  EXPECT_EQ((*record)->pid, daemon->pid());
+  daemon->signal(SIGTERM);
+  EXPECT_EQ(daemon->wait(10s), 0);
 }
 
 TEST_F(DaemonTest, NoTokenExits78) {

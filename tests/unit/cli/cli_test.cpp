@@ -1,6 +1,7 @@
 // The real `modeldrop` binary on fixture databases (built here with the job store): output,
 // --json shapes and exit codes of CONTRACT §2 and §8.
 #include "common/version.hpp"
+#include "store/daemon_lock.hpp"
 #include "store/job_store.hpp"
 #include "support/run_process.hpp"
 #include "support/temp_dir.hpp"
@@ -235,6 +236,9 @@ TEST(CliUsage, VersionAndHelp) {
 // ---- status
 
 TEST_F(CliTest, StatusShowsTheDaemonTheStatesAndTheRate) {
+  // This process plays the daemon: its row and its lock.
+  auto lock = must(store::DaemonLock::try_acquire(db()));
+  ASSERT_TRUE(lock);
   must(store().register_daemon(::getpid(), "0.1.0", now() - 3s));
   must(store().heartbeat(now() - 2s, 3.0 * 1024 * 1024));
   must(store().set_held_reason(std::string("rate limited (HTTP 429) until 12:00:05")));
@@ -252,6 +256,8 @@ TEST_F(CliTest, StatusShowsTheDaemonTheStatesAndTheRate) {
 }
 
 TEST_F(CliTest, StatusJsonHasTheContractShape) {
+  auto lock = must(store::DaemonLock::try_acquire(db()));
+  ASSERT_TRUE(lock);
   must(store().register_daemon(::getpid(), "0.1.0", now() - 10s));
   must(store().heartbeat(now() - 4s, 1000.0));
   add("a.zip", 1, 100);
@@ -291,6 +297,19 @@ TEST_F(CliTest, StatusWithoutADaemonSaysSo) {
   EXPECT_EQ(value.at("daemon").at("running"), false);
   EXPECT_TRUE(value.at("daemon").at("pid").is_null());
   EXPECT_EQ(value.at("upload_rate_bytes_per_s").to_number<std::int64_t>(), 0);
+}
+
+TEST_F(CliTest, StatusIsNotFooledByAPidReusedAfterAReboot) {
+  // The row names a live process (this one) that holds no daemon lock, as after a reboot
+  // when the old daemon's pid went to something else.
+  must(store().register_daemon(::getpid(), "0.0.1", now() - 1h));
+  auto result = modeldrop({"status"});
+  EXPECT_EQ(result.exit_code, 0) << result.err;
+  EXPECT_TRUE(contains(result.out, "not running (pid " + std::to_string(::getpid()) + " last seen")) << result.out;
+  // The same row with the lock held is a running daemon.
+  auto lock = must(store::DaemonLock::try_acquire(db()));
+  ASSERT_TRUE(lock);
+  EXPECT_TRUE(contains(modeldrop({"status"}).out, "running (pid " + std::to_string(::getpid()) + ", version 0.0.1"));
 }
 
 // ---- jobs

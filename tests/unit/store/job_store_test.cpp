@@ -624,6 +624,15 @@ TEST_F(JobStoreTest, ASecondLiveDaemonIsRefused) {
   EXPECT_EQ(must(store().daemon_record())->version, "0.1.0");
 }
 
+TEST_F(JobStoreTest, TheDaemonLockHolderReplacesARowWhosePidIsAliveButNotADaemon) {
+  // After a reboot the old row's pid may name an unrelated live process (here: this one).
+  must(store().register_daemon(::getpid(), "0.0.9", t0()));
+  auto restarted = must(JobStore::open_for_daemon(db_path()));
+  EXPECT_FALSE(restarted.register_daemon(1, "0.1.0", t0() + 1h));
+  must(restarted.register_daemon(1, "0.1.0", t0() + 1h, JobStore::OtherDaemons::known_gone));
+  EXPECT_EQ(must(restarted.daemon_record())->pid, 1);
+}
+
 TEST_F(JobStoreTest, AStaleDaemonRowIsReplaced) {
   // A pid that certainly is not alive: a child that has exited and been reaped.
   const pid_t child = ::fork();
