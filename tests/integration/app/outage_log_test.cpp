@@ -1,0 +1,78 @@
+// Issue #9: an API outage of an hour, simulated with the injected clock, must write a bounded
+// number of log lines (repetition rate-limited), not one line per job per retry.
+#include "integration/app/scheduler_harness.hpp"
+
+namespace modeldrop::test {
+namespace {
+
+using namespace std::chrono_literals;
+using store::JobState;
+
+constexpr std::size_t kJobs = 50;
+
+class OutageLogTest : public SchedulerTest {
+ protected:
+  // Every pending job that is due has been tried and recorded.
+  bool quiescent() {
+    if (scheduler_->snapshot().uploading != 0) return false;
+    auto summary = outside().summary();
+    if (!summary) return false;
+    for (const auto& row : *summary) {
+      if (row.state == JobState::uploading && row.jobs != 0) return false;
+    }
+    auto due = outside().next_due_at(clock_.now(), config_.upload.dedupe);
+    return due && (!*due || **due > clock_.now());
+  }
+};
+
+TEST_F(OutageLogTest, AnHourOf503sWritesBoundedLogLines) {
+  LogCapture log(spdlog::level::info);  // the default log.level
+  config_.upload.sessions = 4;
+  config_.retry.initial_backoff = 2s;
+  config_.retry.max_backoff = 15min;
+  config_.retry.give_up_after = 72h;
+  start();
+  api_->set_default_fault(status_fault(503, R"({"detail":"Service Unavailable"})"));
+  std::vector<store::JobId> ids;
+  for (std::size_t i = 0; i < kJobs; ++i) ids.push_back(add_job("model-" + std::to_string(i) + ".zip", 4096));
+  ASSERT_TRUE(run_until(
+      [&] {
+        for (const auto id : ids) {
+          if (job(id).job.attempts < 1) return false;
+        }
+        return quiescent();
+      },
+      60s));
+
+  // An hour in steps of 10 s, each run until every due job has been tried.
+  constexpr auto kOutage = 60min;
+  constexpr auto kStep = 10s;
+  for (auto elapsed = 0s; elapsed < kOutage; elapsed += kStep) {
+    advance(kStep);
+    ASSERT_TRUE(run_until([&] { return quiescent(); }, 30s)) << "at " << elapsed.count() << " s";
+  }
+
+  std::size_t attempts = 0;
+  for (const auto id : ids) {
+    const auto j = job(id);
+    EXPECT_EQ(j.job.state, JobState::pending);
+    attempts += static_cast<std::size_t>(j.job.attempts);
+  }
+  // Backoff up to 15 min: each job is tried about a dozen times in the hour.
+  EXPECT_GE(attempts, kJobs * 5);
+  EXPECT_EQ(upload_requests(), attempts);
+
+  // One line per job when it is first sent, then at most one a minute about the failures.
+  const std::size_t bound = kJobs + 60 + 10;
+  const auto lines = log.lines();
+  RecordProperty("attempts", static_cast<int>(attempts));
+  RecordProperty("log_lines", static_cast<int>(lines.size()));
+  EXPECT_LE(lines.size(), bound) << attempts << " attempts; the first lines:\n"
+                                 << ::testing::PrintToString(
+                                        std::vector<std::string>(lines.begin(), lines.begin() + 20));
+  // The repetition is summarised, not lost.
+  EXPECT_GE(log.count_containing("not logged"), 1U);
+}
+
+}  // namespace
+}  // namespace modeldrop::test
