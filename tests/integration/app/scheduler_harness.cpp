@@ -43,8 +43,8 @@ void SchedulerTest::start_fake(bool untrusted_certificate) {
 }
 
 void SchedulerTest::start() {
-  if (!api_) start_fake();
-  config_.api.base_url = api_->base_url();
+  if (!api_ && !without_fake_) start_fake();
+  if (api_) config_.api.base_url = api_->base_url();
   config_.api.ca_file = pki_->ca_cert;
   config_.database = dir_ / "state" / "jobs.db";
 

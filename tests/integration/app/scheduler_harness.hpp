@@ -92,6 +92,7 @@ class SchedulerTest : public ::testing::Test {
   std::unique_ptr<app::UploadScheduler> scheduler_;
   std::optional<store::JobStore> outside_;
   std::uint64_t seed_ = 42;
+  bool without_fake_ = false;  // start() keeps config_.api.base_url (e.g. a closed port)
 
  private:
   static TempDir* pki_dir_;
