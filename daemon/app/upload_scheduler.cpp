@@ -279,6 +279,13 @@ void UploadScheduler::on_upload_done(store::JobId id, upload::UploadResult resul
   switch (decision.verdict) {
     case Verdict::succeeded:
       holds_.upload_succeeded();
+      if (retry_log_.held_back > 0) {
+        // The end of a run of failures: what the rate limit held back is told once, here.
+        spdlog::warn("{} failed attempt{} not logged since {} (see `modeldrop show` for each job's history)",
+                     retry_log_.held_back, retry_log_.held_back == 1 ? "" : "s",
+                     format_timestamp(*retry_log_.last_logged));
+        retry_log_.held_back = 0;
+      }
       spdlog::info("job {}: {} uploaded as {}", id, flight.job.path.filename().string(), decision.file->id);
       break;
     case Verdict::retry:
