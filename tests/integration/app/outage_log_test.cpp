@@ -22,9 +22,8 @@ class OutageLogTest : public SchedulerTest, public ::testing::WithParamInterface
     if (scheduler_->snapshot().uploading != 0 || pool_->uploads_in_flight() != 0) return false;
     auto& db = outside().connection();
     if (!db.execute("BEGIN")) return false;
-    bool quiet = true;
     auto summary = outside().summary();
-    quiet = summary.has_value();
+    bool quiet = summary.has_value();
     for (const auto& row : summary ? *summary : std::vector<store::StateSummary>{}) {
       if (row.state == JobState::uploading && row.jobs != 0) quiet = false;
     }
