@@ -455,6 +455,31 @@ INSTANTIATE_TEST_SUITE_P(
                                     1h}),
     [](const auto& p) { return p.param.name; });
 
+TEST_F(OutcomesTest, RateLimitWithoutRetryAfterHoldsForTheBackoff) {
+  config_.retry.initial_backoff = 20s;
+  start();
+  const WallTime sent_at = clock_.now();
+  api_->push_fault(status_fault(429, R"({"detail":"Too Many Requests"})"));
+  const auto first = add_job("first.zip", kSmall);
+  ASSERT_TRUE(wait_for_attempts(first, 1));
+  const auto second = add_job("second.zip", kSmall);
+  const auto j = job(first);
+  ASSERT_TRUE(j.job.next_attempt_at);
+  const auto until = *j.job.next_attempt_at;
+  EXPECT_GE(until, sent_at);
+  EXPECT_LE(until, sent_at + 20s) << "the first 429's backoff is at most initial_backoff";
+  EXPECT_EQ(j.attempts.at(0).outcome, AttemptOutcome::held);
+  if (until - sent_at >= 1s) {
+    advance(std::chrono::floor<std::chrono::milliseconds>(until - sent_at) - 500ms);
+    expect_nothing_sent_for(300ms, 1);
+    EXPECT_TRUE(held_reason());
+  }
+  advance(1s);
+  ASSERT_TRUE(wait_for_state(first, JobState::succeeded));
+  ASSERT_TRUE(wait_for_state(second, JobState::succeeded));
+  EXPECT_EQ(job(first).job.attempts, 1);
+}
+
 // --- budgets
 
 TEST_F(OutcomesTest, MaxAttemptsFailsTheJobAndRetryStartsAFreshBudget) {
