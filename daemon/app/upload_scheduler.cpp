@@ -17,6 +17,9 @@ using upload::Verdict;
 
 constexpr auto kRateWindow = 5s;
 constexpr auto kStoreErrorPause = 1s;
+// At most one line per this interval about retried attempts (issue #9: an hour-long outage
+// must not write one line per job per retry); the rest go to debug and are counted.
+constexpr auto kRetryLogInterval = 1min;
 
 upload::FileIdentity to_upload_identity(const store::FileIdentity& f) {
   return upload::FileIdentity{f.device, f.inode, f.size_bytes, f.mtime_ns};
@@ -241,7 +244,10 @@ void UploadScheduler::start_upload(store::Job job, int attempt) {
   request.expected = to_upload_identity(job.file);
   request.compute_sha256 = !job.sha256.has_value();
   const store::JobId id = job.id;
-  spdlog::info("job {}: uploading {} ({} bytes, attempt {})", id, request.path.string(), job.size_bytes, attempt);
+  // A job's first try is news; its retries are counted in the retry summary instead, so an
+  // outage does not write one line per job per retry.
+  spdlog::log(job.attempts == 0 ? spdlog::level::info : spdlog::level::debug,
+              "job {}: uploading {} ({} bytes, attempt {})", id, request.path.string(), job.size_bytes, attempt);
   in_flight_.emplace(id, InFlight{std::move(job), attempt, 0});
   pool_.start(
       std::move(request),
@@ -273,11 +279,17 @@ void UploadScheduler::on_upload_done(store::JobId id, upload::UploadResult resul
   switch (decision.verdict) {
     case Verdict::succeeded:
       holds_.upload_succeeded();
+      if (retry_log_.held_back > 0) {
+        // The end of a run of failures: what the rate limit held back is told once, here.
+        spdlog::warn("{} failed attempt{} not logged since {} (see `modeldrop show` for each job's history)",
+                     retry_log_.held_back, retry_log_.held_back == 1 ? "" : "s",
+                     format_timestamp(*retry_log_.last_logged));
+        retry_log_.held_back = 0;
+      }
       spdlog::info("job {}: {} uploaded as {}", id, flight.job.path.filename().string(), decision.file->id);
       break;
     case Verdict::retry:
-      spdlog::warn("job {}: attempt {} failed, retrying at {}: {}", id, flight.attempt,
-                   format_timestamp(*decision.next_attempt_at), decision.reason);
+      log_retry(id, flight.attempt, decision, now);
       break;
     case Verdict::failed:
       spdlog::error("job {}: {} failed: {}", id, flight.job.path.filename().string(), decision.reason);
@@ -300,6 +312,23 @@ void UploadScheduler::on_upload_done(store::JobId id, upload::UploadResult resul
   record(flight, result, decision);
   finish_stop_if_idle();
   dispatch();
+}
+
+void UploadScheduler::log_retry(store::JobId id, int attempt, const upload::Decision& decision, WallTime now) {
+  const std::string line = fmt::format("job {}: attempt {} failed, retrying at {}: {}", id, attempt,
+                                       format_timestamp(*decision.next_attempt_at), decision.reason);
+  if (retry_log_.last_logged && now - *retry_log_.last_logged < kRetryLogInterval) {
+    ++retry_log_.held_back;
+    spdlog::debug("{}", line);
+    return;
+  }
+  if (retry_log_.held_back > 0) {
+    spdlog::warn("{} ({} more failed attempt{} not logged since {})", line, retry_log_.held_back,
+                 retry_log_.held_back == 1 ? "" : "s", format_timestamp(*retry_log_.last_logged));
+  } else {
+    spdlog::warn("{}", line);
+  }
+  retry_log_ = {now, 0};
 }
 
 void UploadScheduler::record(const InFlight& flight, const upload::UploadResult& result,

@@ -67,6 +67,7 @@ class UploadScheduler {
   void start_upload(store::Job job, int attempt);
   void on_upload_done(store::JobId id, upload::UploadResult result);
   void record(const InFlight& flight, const upload::UploadResult& result, const upload::Decision& decision);
+  void log_retry(store::JobId id, int attempt, const upload::Decision& decision, WallTime now);
   void after_finish(const store::Job& job);
   void arm_wakeup(std::optional<WallTime> at);
   void schedule_next_due();
@@ -88,6 +89,10 @@ class UploadScheduler {
   bool probing_ = false;
   std::function<void()> stopped_;
   std::optional<std::string> published_reason_;
+  struct RetryLog {
+    std::optional<WallTime> last_logged;
+    std::size_t held_back = 0;  // retries logged at debug only since last_logged
+  } retry_log_;
   // Upload rate: bytes reported in the last few seconds.
   std::deque<std::pair<std::chrono::steady_clock::time_point, std::uint64_t>> progress_window_;
 };

@@ -23,7 +23,13 @@ TEST_F(DaemonTest, DroppedArchiveIsUploadedAndMovedToDone) {
   auto daemon = start_ready_daemon();
   const auto file = drop("adapter.zip", 300 * 1024);
   const std::string sha = sha256_of(file);
-  ASSERT_TRUE(wait_until([&] { return all_jobs_in(JobState::succeeded, 1); }, 30s)) << daemon->stderr_text();
+  // The move to done/ follows the success's commit: wait for both.
+  ASSERT_TRUE(wait_until(
+      [&] {
+        return all_jobs_in(JobState::succeeded, 1) && jobs().front().current_path == incoming_ / "done" / "adapter.zip";
+      },
+      30s))
+      << daemon->stderr_text();
   const auto job = jobs().front();
   ASSERT_TRUE(job.file_id);
   EXPECT_EQ(job.file_id->rfind("file-", 0), 0u);
