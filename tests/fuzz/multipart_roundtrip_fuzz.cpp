@@ -81,8 +81,7 @@ class Collector final : public multipart::PartSink {
   void on_part_end() override { parts.back().ended = true; }
 };
 
-std::string write_request(std::string_view content, const upload::MultipartFraming& framing,
-                          std::size_t chunk) {
+std::string write_request(std::string_view content, const upload::MultipartFraming& framing, std::size_t chunk) {
   const auto path = archive_path();
   write_archive(path, content);
   auto identity = upload::identify_file(path);
