@@ -4,7 +4,7 @@ SHELL := /bin/bash
 JOBS ?= $(shell nproc)
 SOURCES = $(shell git ls-files '*.cpp' '*.hpp' 2>/dev/null || find daemon tests bench -name '*.[ch]pp')
 
-.PHONY: deps build test unit asan tsan release demo format format-check bench deb systemd-test clean
+.PHONY: deps build test unit asan tsan release demo format format-check bench deb systemd-test clean fuzz
 
 deps:
 	./scripts/install-deps
@@ -32,6 +32,11 @@ tsan: deps
 	cmake --preset tsan >/dev/null
 	cmake --build --preset tsan -j $(JOBS) --target $(TSAN_TARGETS)
 	ctest --preset tsan -j $(JOBS) -L threads
+
+# Every libFuzzer target (clang, ASan + UBSan) for FUZZ_SECONDS each (default 15) on a copy
+# of its seed corpus; see tests/fuzz/README.md.
+fuzz: deps
+	JOBS=$(JOBS) ./tests/fuzz/run
 
 release: deps
 	cmake --preset release >/dev/null

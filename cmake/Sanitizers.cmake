@@ -12,3 +12,15 @@ if(MODELDROP_SANITIZE)
     target_compile_options(modeldrop_options INTERFACE -Wno-tsan)
   endif()
 endif()
+
+# MODELDROP_FUZZ: the libFuzzer targets in tests/fuzz (clang only; see the `fuzz` preset).
+# Libraries get the fuzzer's coverage instrumentation without its main; the fuzz executables
+# link -fsanitize=fuzzer themselves. libstdc++'s assertions turn an out-of-range operator[]
+# into a finding instead of a silent read.
+option(MODELDROP_FUZZ "Build the libFuzzer targets in tests/fuzz (needs clang)" OFF)
+if(MODELDROP_FUZZ)
+  if(NOT CMAKE_CXX_COMPILER_ID STREQUAL "Clang")
+    message(FATAL_ERROR "MODELDROP_FUZZ needs clang (libFuzzer): use the `fuzz` preset")
+  endif()
+  target_compile_options(modeldrop_options INTERFACE -fsanitize=fuzzer-no-link -D_GLIBCXX_ASSERTIONS)
+endif()

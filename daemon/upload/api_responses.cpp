@@ -53,8 +53,11 @@ std::optional<OpenAIFile> file_from(const json::value& value) {
 std::string bounded(std::string text) {
   text = sanitize_utf8(text);
   if (text.size() > kMaxDetailChars) {
-    text.resize(kMaxDetailChars);
-    text = sanitize_utf8(text) + "…";  // the cut may split a character
+    // Cut before the character that straddles the bound, not through it (that showed as U+FFFD).
+    std::size_t cut = kMaxDetailChars;
+    while (cut > 0 && (static_cast<unsigned char>(text[cut]) & 0xC0U) == 0x80U) --cut;
+    text.resize(cut);
+    text += "…";
   }
   return text;
 }

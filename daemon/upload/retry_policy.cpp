@@ -26,7 +26,8 @@ std::string status_reason(int status, const UploadResult& result) {
 }
 
 // HTTP dates (RFC 9110 §5.6.7): IMF-fixdate, and the obsolete RFC 850 and asctime forms.
-std::optional<WallTime> parse_http_date(std::string_view text) {
+// Seconds since the epoch, not a WallTime: any year parses, and most do not fit the clock.
+std::optional<std::time_t> parse_http_date(std::string_view text) {
   const std::string value(text);
   for (const char* format : {"%a, %d %b %Y %H:%M:%S GMT", "%A, %d-%b-%y %H:%M:%S GMT", "%a %b %e %H:%M:%S %Y"}) {
     std::tm tm{};
@@ -34,7 +35,7 @@ std::optional<WallTime> parse_http_date(std::string_view text) {
     if (end == nullptr || *end != '\0') continue;
     const std::time_t seconds = ::timegm(&tm);
     if (seconds == -1) continue;
-    return WallClock::from_time_t(seconds);
+    return seconds;
   }
   return std::nullopt;
 }
@@ -83,10 +84,16 @@ std::optional<Duration> parse_retry_after(std::string_view value, WallTime now) 
     if (ec != std::errc{}) return std::nullopt;
     return std::chrono::duration_cast<Duration>(std::chrono::seconds(seconds));
   }
-  auto when = parse_http_date(value);
+  const auto when = parse_http_date(value);
   if (!when) return std::nullopt;
-  const auto delay = std::chrono::duration_cast<Duration>(*when - now);
-  return std::clamp(delay, Duration{0}, std::chrono::duration_cast<Duration>(kMaxServerDelay));
+  const auto cap = std::chrono::duration_cast<Duration>(kMaxServerDelay);
+  // Compared in whole seconds first: from_time_t of a date centuries away (year 5, year 9999)
+  // overflows the clock's nanosecond count.
+  const std::time_t now_seconds = WallClock::to_time_t(now);
+  if (*when < now_seconds) return Duration{0};
+  if (*when - now_seconds > std::chrono::duration_cast<std::chrono::seconds>(cap).count() + 1) return cap;
+  const auto delay = std::chrono::duration_cast<Duration>(WallClock::from_time_t(*when) - now);
+  return std::clamp(delay, Duration{0}, cap);
 }
 
 std::optional<Duration> server_retry_delay(const UploadResult& result, WallTime now) {

@@ -50,5 +50,16 @@ TEST(ErrorDetail, OtherBodiesGiveTheirFirstLineBounded) {
   EXPECT_LT(long_detail.size(), 520u);
 }
 
+// Found by api_responses_fuzz: the cut at the bound could split a character, which then showed
+// as U+FFFD before the "…" and pushed the text past its bound.
+TEST(ErrorDetail, LongTextIsCutAtACharacterBoundary) {
+  std::string accented = "x";
+  for (int i = 0; i < 300; ++i) accented += "\xC3\xA9";  // é: byte 500 is inside one
+  EXPECT_EQ(error_detail(accented), accented.substr(0, 499) + "\xE2\x80\xA6");
+  const std::string replaced = error_detail(std::string(400, '\x86'));  // each becomes U+FFFD
+  EXPECT_EQ(replaced.size(), 498u + 3u) << "166 whole U+FFFD, then the ellipsis";
+  EXPECT_EQ(replaced.substr(495), "\xEF\xBF\xBD\xE2\x80\xA6");
+}
+
 }  // namespace
 }  // namespace modeldrop::upload

@@ -179,6 +179,17 @@ TEST(RetryAfter, CappedAtOneHour) {
   EXPECT_EQ(parse_retry_after_ms("99999999"), 1h);
 }
 
+// Found by retry_after_fuzz: from_time_t of a date centuries away overflowed the clock's
+// nanosecond count (UB; the wrapped value could turn a far-future date into "now").
+TEST(RetryAfter, DatesFarFromNowAreClampedWithoutOverflow) {
+  EXPECT_EQ(parse_retry_after("Wed Oct 23 07:28:00 5", kNow), 0s) << "year 5";
+  EXPECT_EQ(parse_retry_after("Mon, 01 Jan 0001 00:00:00 GMT", kNow), 0s);
+  EXPECT_EQ(parse_retry_after("Fri, 31 Dec 9999 23:59:59 GMT", kNow), 1h);
+  EXPECT_EQ(parse_retry_after("Thu Jan  1 00:00:00 2300", kNow), 1h);
+  EXPECT_EQ(parse_retry_after("Wed, 25 Nov 2026 13:00:01 GMT", kNow), 1h) << "just past the cap";
+  EXPECT_EQ(parse_retry_after("Wed, 25 Nov 2026 11:59:59 GMT", kNow), 0s) << "just before now";
+}
+
 TEST(RetryAfter, GarbageIsIgnored) {
   for (const char* bad : {"", "soon", "-5", "12abc", "1.5", "Wed, 99 Nov 2026 12:00:00 GMT"}) {
     EXPECT_FALSE(parse_retry_after(bad, kNow).has_value()) << bad;
