@@ -157,6 +157,7 @@ int Daemon::run() {
   scheduler_ = std::make_unique<UploadScheduler>(io_, *store_, *pool_, clock_, UploadScheduler::Settings{setup_.config},
                                                  std::random_device{}());
   hashes_ = std::make_unique<HashStage>(io_, *store_, clock_, setup_.config, [this] { scheduler_->wake(); });
+  scheduler_->on_unhashed_pending([this] { hashes_->sweep(); });
 
   // 4. Watcher: every watch is added before any directory is scanned, so no file slips
   //    between the scan and the watch (CONTRACT §7).
