@@ -199,6 +199,12 @@ int Daemon::run() {
   hashes_->stop();
   pool_.reset();
   worker_->stop();
+  if (worker_->abandoned_operations() > 0) {
+    spdlog::error(
+        "stopped without saving the last changes (see above): the next start finds the archives again; "
+        "an upload whose success was not saved is sent again");
+    return exit_code::kRuntimeError;
+  }
   spdlog::info("stopped");
   return exit_code::kSuccess;
 }
