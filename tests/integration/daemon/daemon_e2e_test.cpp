@@ -175,6 +175,7 @@ TEST_F(DaemonTest, DatabaseThatIsNotSqliteExits69) {
   auto daemon = start_daemon();
   EXPECT_EQ(daemon->wait(10s), 69) << daemon->stderr_text();
   EXPECT_NE(daemon->stderr_text().find("jobs.db"), std::string::npos);
+  EXPECT_NE(daemon->stderr_text().find("is not a SQLite database"), std::string::npos) << daemon->stderr_text();
 }
 
 TEST_F(DaemonTest, FilesPresentAtStartupAreQueued) {

@@ -58,7 +58,7 @@ void DaemonTest::write_config(const std::string& extra) {
 std::unique_ptr<ChildProcess> DaemonTest::start_daemon(const std::vector<std::string>& wrapper) {
   std::vector<std::string> argv = wrapper;
   argv.insert(argv.end(), {MODELDROPD_PATH, "--config", config_.string()});
-  return std::make_unique<ChildProcess>(argv, dir_.path(), std::map<std::string, std::string>{},
+  return std::make_unique<ChildProcess>(argv, dir_.path(), daemon_environment_,
                                         std::vector<std::string>{"NEBIUS_API_KEY", "CREDENTIALS_DIRECTORY",
                                                                  "NOTIFY_SOCKET", "WATCHDOG_USEC", "JOURNAL_STREAM"});
 }

@@ -11,6 +11,7 @@
 
 #include <gtest/gtest.h>
 
+#include <map>
 #include <memory>
 #include <string>
 #include <vector>
@@ -53,6 +54,7 @@ class DaemonTest : public ::testing::Test {
 
   TempDir dir_;
   DaemonConfigOptions config_options_;
+  std::map<std::string, std::string> daemon_environment_;  // added to the daemon's environment
   std::filesystem::path incoming_;
   std::filesystem::path database_;
   std::filesystem::path config_;

@@ -17,7 +17,7 @@
 #include <unistd.h>
 #include <csignal>
 #include <fstream>
-#include <iostream>
+#include <functional>
 #include <set>
 
 namespace modeldrop::test {
@@ -37,6 +37,11 @@ bool contains(const std::string& text, const std::string& needle) {
   return text.find(needle) != std::string::npos;
 }
 
+// The move to done/ or failed/ follows the state change that the tests wait for.
+bool eventually_exists(const fs::path& file) {
+  return wait_until([&] { return fs::exists(file); }, 10s);
+}
+
 bool valid_utf8(const std::string& text) {
   return sanitize_utf8(text) == text;
 }
@@ -53,6 +58,17 @@ std::optional<store::Job> job_named(const std::vector<store::Job>& jobs, const s
     if (job.path.filename().string() == filename) return job;
   }
   return std::nullopt;
+}
+
+// The database learns where a moved file went just after the move.
+bool eventually_recorded_at(const std::function<std::vector<store::Job>()>& jobs, const std::string& filename,
+                            const fs::path& where) {
+  return wait_until(
+      [&] {
+        const auto job = job_named(jobs(), filename);
+        return job && job->current_path == where;
+      },
+      10s);
 }
 
 // A mount for one test (we run as root), detached when the test ends, before its directory goes.
@@ -115,14 +131,21 @@ TEST_F(DaemonTest, NameOf255BytesUploadsUnderItsFullName) {
   const auto stored = received(*api_, name);
   ASSERT_TRUE(stored) << "the server records the full 255-byte name";
   EXPECT_EQ(stored->sha256, first_sha);
-  EXPECT_TRUE(fs::exists(incoming_ / "done" / name));
+  EXPECT_TRUE(eventually_exists(incoming_ / "done" / name));
   EXPECT_TRUE(contains(daemon->stderr_text(), name + " uploaded as"));
 
   // The same name again, other content: the done directory already holds that name, and the
   // numbered name (`.1` before the extension) must still fit in NAME_MAX.
   const std::string second_sha = sha256_of(drop(name, 5000));
-  ASSERT_TRUE(wait_until([&] { return all_jobs_in(JobState::succeeded, 3); }, 30s)) << daemon->stderr_text();
-  const auto job = jobs().front();  // newest first
+  ASSERT_TRUE(wait_until(
+      [&] {
+        const auto all = jobs();  // newest first
+        return all.size() == 3 && all.front().state == JobState::succeeded && all.front().current_path &&
+               all.front().current_path->parent_path() == incoming_ / "done";
+      },
+      30s))
+      << daemon->stderr_text();
+  const auto job = jobs().front();
   ASSERT_TRUE(job.current_path) << daemon->stderr_text();
   const std::string moved_name = job.current_path->filename().string();
   EXPECT_EQ(job.current_path->parent_path(), incoming_ / "done") << daemon->stderr_text();
@@ -132,7 +155,6 @@ TEST_F(DaemonTest, NameOf255BytesUploadsUnderItsFullName) {
   EXPECT_EQ(sha256_of(incoming_ / "done" / name), first_sha) << "a move never overwrites";
   EXPECT_FALSE(fs::exists(incoming_ / name));
   EXPECT_TRUE(daemon->running());
-  if (std::getenv("SHOWLOG")) std::cerr << daemon->stderr_text();
   daemon->signal(SIGTERM);
   EXPECT_EQ(daemon->wait(10s), 0);
 }
@@ -163,18 +185,18 @@ TEST_F(DaemonTest, PathsNearPathMaxUploadInARecursiveWatch) {
   ASSERT_TRUE(wait_until([&] { return all_jobs_in(JobState::succeeded, 3); }, 30s)) << daemon->stderr_text();
   EXPECT_EQ(received(*api_, "deep-archive-a.zip").value_or(ReceivedFile{}).sha256, shallow_sha);
   EXPECT_EQ(received(*api_, "deep-archive-b.zip").value_or(ReceivedFile{}).sha256, deepest_sha);
+  const fs::path shallow_done = incoming_ / "done" / shallow.lexically_relative(incoming_);
+  EXPECT_TRUE(eventually_recorded_at([this] { return jobs(); }, "deep-archive-a.zip", shallow_done));
+  EXPECT_TRUE(wait_until([&] { return contains(daemon->stderr_text(), "File name too long"); }, 10s))
+      << daemon->stderr_text();
   const auto all = jobs();
   EXPECT_EQ(job_named(all, "deep-archive-a.zip")->path, shallow);
   EXPECT_EQ(job_named(all, "deep-archive-b.zip")->path, deepest);
   // done/ keeps the subfolders: the first fits, the second's done path would be 4100 bytes.
-  const fs::path shallow_done = incoming_ / "done" / shallow.lexically_relative(incoming_);
-  EXPECT_TRUE(fs::exists(shallow_done));
   EXPECT_EQ(job_named(all, "deep-archive-a.zip")->current_path, shallow_done);
   EXPECT_EQ(job_named(all, "deep-archive-b.zip")->current_path, deepest) << "it stays where it was, not lost";
   EXPECT_TRUE(fs::exists(deepest));
-  EXPECT_TRUE(contains(daemon->stderr_text(), "File name too long")) << daemon->stderr_text();
   EXPECT_TRUE(daemon->running());
-  if (std::getenv("SHOWLOG")) std::cerr << daemon->stderr_text();
   daemon->signal(SIGTERM);
   EXPECT_EQ(daemon->wait(10s), 0);
 }
@@ -195,8 +217,10 @@ TEST_F(DaemonTest, NamesThatAreNotUtf8OrHoldAControlCharacterUploadAndStayReadab
   EXPECT_TRUE(received(*api_, "bad-%FF%FE.zip"));
   EXPECT_TRUE(received(*api_, "line%0Abreak.zip"));
   EXPECT_TRUE(received(*api_, "plain.zip"));
-  EXPECT_TRUE(fs::exists(incoming_ / "done" / bad)) << "the file keeps its own name on disk";
-  EXPECT_TRUE(fs::exists(incoming_ / "done" / broken_line));
+  EXPECT_TRUE(eventually_exists(incoming_ / "done" / bad)) << "the file keeps its own name on disk";
+  EXPECT_TRUE(eventually_exists(incoming_ / "done" / broken_line));
+  EXPECT_TRUE(eventually_exists(incoming_ / "done" / "plain.zip"));
+  EXPECT_TRUE(eventually_recorded_at([this] { return jobs(); }, bad, incoming_ / "done" / bad));
 
   const std::string log = daemon->stderr_text();
   EXPECT_TRUE(valid_utf8(log)) << "the text log stays UTF-8 (journald shows anything else as a blob)";
@@ -229,7 +253,6 @@ TEST_F(DaemonTest, NamesThatAreNotUtf8OrHoldAControlCharacterUploadAndStayReadab
   ASSERT_EQ(shown.exit_code, 0) << shown.err;
   EXPECT_EQ(boost::json::parse(shown.out).at("current_path").as_string(),
             (incoming_ / "done" / "bad-\uFFFD\uFFFD.zip").string());
-  if (std::getenv("SHOWLOG")) std::cerr << daemon->stderr_text();
   daemon->signal(SIGTERM);
   EXPECT_EQ(daemon->wait(10s), 0);
 }
@@ -268,7 +291,6 @@ TEST_F(DaemonTest, FifoDeviceSymlinkAndDirectoryAreSkippedAndLoggedOnce) {
   }
   EXPECT_TRUE(fs::is_symlink(incoming_ / "shadow.zip"));
   EXPECT_TRUE(daemon->running());
-  if (std::getenv("SHOWLOG")) std::cerr << daemon->stderr_text();
   daemon->signal(SIGTERM);
   EXPECT_EQ(daemon->wait(10s), 0);
 }
@@ -303,6 +325,7 @@ TEST_F(DaemonTest, FileTheDaemonMayNotReadFailsWithTheReason) {
       },
       30s))
       << daemon->stderr_text();
+  ASSERT_TRUE(eventually_recorded_at([this] { return jobs(); }, "secret.zip", incoming_ / "failed" / "secret.zip"));
   const auto job = *job_named(jobs(), "secret.zip");
   ASSERT_TRUE(job.last_error);
   EXPECT_TRUE(contains(*job.last_error, "secret.zip")) << *job.last_error;
@@ -313,8 +336,18 @@ TEST_F(DaemonTest, FileTheDaemonMayNotReadFailsWithTheReason) {
   EXPECT_EQ(sha256_of(incoming_ / "failed" / "secret.zip"), secret_sha);
   EXPECT_FALSE(received(*api_, "secret.zip"));
   EXPECT_TRUE(received(*api_, "open.zip"));
+  {
+    std::ifstream status("/proc/" + std::to_string(daemon->pid()) + "/status");
+    const std::string text((std::istreambuf_iterator<char>(status)), std::istreambuf_iterator<char>());
+    EXPECT_TRUE(contains(text, "\nUid:\t" + std::to_string(uid) + "\t")) << "the daemon really runs as nobody";
+  }
+  // Once the admin makes it readable, `modeldrop retry` sends it from where it was moved.
+  ASSERT_EQ(::chmod(job.current_path->c_str(), 0644), 0);
+  const auto retried = run_cli({"retry", std::to_string(job.id)});
+  EXPECT_EQ(retried.exit_code, 0) << retried.err;
+  ASSERT_TRUE(wait_until([&] { return all_jobs_in(JobState::succeeded, 2); }, 30s)) << daemon->stderr_text();
+  EXPECT_EQ(received(*api_, "secret.zip").value_or(ReceivedFile{}).sha256, secret_sha);
   EXPECT_TRUE(daemon->running());
-  if (std::getenv("SHOWLOG")) std::cerr << daemon->stderr_text();
   daemon->signal(SIGTERM);
   EXPECT_EQ(daemon->wait(10s), 0);
 }
@@ -360,7 +393,6 @@ TEST_F(DaemonTest, FileTruncatedWhileItUploadsIsSentAgainWhole) {
   EXPECT_TRUE(contains(daemon->stderr_text(), "shrinking.zip")) << daemon->stderr_text();
   EXPECT_TRUE(contains(daemon->stderr_text(), "changed")) << daemon->stderr_text();
   EXPECT_TRUE(daemon->running());
-  if (std::getenv("SHOWLOG")) std::cerr << daemon->stderr_text();
   daemon->signal(SIGTERM);
   EXPECT_EQ(daemon->wait(10s), 0);
 }
@@ -370,7 +402,6 @@ TEST_F(DaemonTest, ReadOnlyDirectoryWithoutADatabaseExits69) {
   drop("waiting.zip", 1000);
   auto daemon = start_daemon();
   EXPECT_EQ(daemon->wait(20s), 69) << daemon->stderr_text();
-  if (std::getenv("SHOWLOG")) std::cerr << daemon->stderr_text();
   EXPECT_TRUE(contains(daemon->stderr_text(), database_.string())) << daemon->stderr_text();
   EXPECT_TRUE(contains(daemon->stderr_text(), "Read-only file system")) << daemon->stderr_text();
   EXPECT_TRUE(fs::exists(incoming_ / "waiting.zip"));
@@ -389,7 +420,6 @@ TEST_F(DaemonTest, ReadOnlyDirectoryWithADatabaseExits69) {
   drop("second.zip", 1000);
   auto daemon = start_daemon();
   EXPECT_EQ(daemon->wait(20s), 69) << daemon->stderr_text();
-  if (std::getenv("SHOWLOG")) std::cerr << daemon->stderr_text();
   EXPECT_TRUE(contains(daemon->stderr_text(), database_.string())) << daemon->stderr_text();
   EXPECT_TRUE(contains(daemon->stderr_text(), "cannot write to the database directory")) << daemon->stderr_text();
   EXPECT_TRUE(contains(daemon->stderr_text(), "Read-only file system")) << daemon->stderr_text();
@@ -424,10 +454,9 @@ TEST_F(DaemonTest, FullDiskForTheDatabaseLosesNothing) {
   for (int i = 0; i < kDuringFull; ++i) {
     const std::string name = "while-full-" + std::to_string(i) + ".zip";
     EXPECT_TRUE(received(*api_, name)) << name;
-    EXPECT_TRUE(fs::exists(incoming_ / "done" / name)) << name;
+    EXPECT_TRUE(eventually_exists(incoming_ / "done" / name)) << name;
   }
   EXPECT_TRUE(daemon->running());
-  if (std::getenv("SHOWLOG")) std::cerr << daemon->stderr_text();
   daemon->signal(SIGTERM);
   EXPECT_EQ(daemon->wait(10s), 0);
 }
