@@ -23,6 +23,8 @@ TEST_F(DaemonTest, DroppedArchiveIsUploadedAndMovedToDone) {
   const auto file = drop("adapter.zip", 300 * 1024);
   const std::string sha = sha256_of(file);
   ASSERT_TRUE(wait_until([&] { return all_jobs_in(JobState::succeeded, 1); }, 30s)) << daemon->stderr_text();
+  // The move to done/ (and its record) follows the state change.
+  ASSERT_TRUE(wait_until([&] { return jobs().front().current_path == incoming_ / "done" / "adapter.zip"; }, 10s));
   const auto job = jobs().front();
   ASSERT_TRUE(job.file_id);
   EXPECT_EQ(job.file_id->rfind("file-", 0), 0u);
@@ -76,7 +78,8 @@ TEST_F(DaemonTest, SigkillFiveTimesLosesNothing) {
   }
   for (const auto& job : jobs()) {
     EXPECT_EQ(job.sha256, expected.at(job.path.filename().string()));
-    EXPECT_TRUE(std::filesystem::exists(incoming_ / "done" / job.path.filename()));
+    // The move to done/ follows the state change.
+    EXPECT_TRUE(wait_until([&] { return std::filesystem::exists(incoming_ / "done" / job.path.filename()); }, 10s));
   }
   daemon->signal(SIGTERM);
   EXPECT_EQ(daemon->wait(10s), 0);
