@@ -161,7 +161,7 @@ int Daemon::run() {
 
   // 4. Watcher: every watch is added before any directory is scanned, so no file slips
   //    between the scan and the watch (CONTRACT §7).
-  intake_ = std::make_unique<WatchIntake>(*store_, clock_, [this] {
+  intake_ = std::make_unique<WatchIntake>(io_, *store_, clock_, [this] {
     hashes_->sweep();
     scheduler_->wake();
   });

@@ -397,6 +397,36 @@ TEST_F(DaemonTest, FileTruncatedWhileItUploadsIsSentAgainWhole) {
   EXPECT_EQ(daemon->wait(10s), 0);
 }
 
+// The watcher reports a file once. If the store refuses to queue it (here a trigger, as any
+// statement error that leaves the rest of the batch intact would), the daemon tries again until
+// it is queued: waiting for a restart would leave the archive unsent meanwhile.
+TEST_F(DaemonTest, FileTheStoreRefusesToQueueIsQueuedOnceItCan) {
+  auto daemon = start_ready_daemon();
+  {
+    auto store = store::JobStore::open_existing(database_);
+    ASSERT_TRUE(store);
+    ASSERT_TRUE(store->connection().execute(
+        "CREATE TRIGGER refuse_for_test BEFORE INSERT ON jobs WHEN NEW.path LIKE '%refused.zip' "
+        "BEGIN SELECT RAISE(ABORT, 'refused by the test'); END"));
+  }
+  drop("refused.zip", 1000);
+  drop("accepted.zip", 1100);
+  const std::string refused = "cannot queue " + (incoming_ / "refused.zip").string();
+  ASSERT_TRUE(wait_until([&] { return contains(daemon->stderr_text(), refused); }, 20s)) << daemon->stderr_text();
+  ASSERT_TRUE(wait_until([&] { return all_jobs_in(JobState::succeeded, 1); }, 30s)) << daemon->stderr_text();
+  EXPECT_TRUE(contains(daemon->stderr_text(), "refused by the test"));
+  EXPECT_TRUE(daemon->running());
+  {
+    auto store = store::JobStore::open_existing(database_);
+    ASSERT_TRUE(store);
+    ASSERT_TRUE(store->connection().execute("DROP TRIGGER refuse_for_test"));
+  }
+  ASSERT_TRUE(wait_until([&] { return all_jobs_in(JobState::succeeded, 2); }, 30s)) << daemon->stderr_text();
+  EXPECT_TRUE(received(*api_, "refused.zip"));
+  daemon->signal(SIGTERM);
+  EXPECT_EQ(daemon->wait(10s), 0);
+}
+
 TEST_F(DaemonTest, ReadOnlyDirectoryWithoutADatabaseExits69) {
   const auto mounted = ScopedMount::tmpfs(dir_ / "state", "1m", true);
   drop("waiting.zip", 1000);
