@@ -175,10 +175,11 @@ int Daemon::run() {
   scheduler_ = std::make_unique<UploadScheduler>(io_, *store_, *pool_, clock_, UploadScheduler::Settings{setup_.config},
                                                  std::random_device{}());
   hashes_ = std::make_unique<HashStage>(io_, *store_, clock_, setup_.config, [this] { scheduler_->wake(); });
+  scheduler_->on_unhashed_pending([this] { hashes_->sweep(); });
 
   // 4. Watcher: every watch is added before any directory is scanned, so no file slips
   //    between the scan and the watch (CONTRACT §7).
-  intake_ = std::make_unique<WatchIntake>(*store_, clock_, [this] {
+  intake_ = std::make_unique<WatchIntake>(io_, *store_, clock_, [this] {
     hashes_->sweep();
     scheduler_->wake();
   });
@@ -216,6 +217,12 @@ int Daemon::run() {
   hashes_->stop();
   pool_.reset();
   worker_->stop();
+  if (worker_->abandoned_operations() > 0) {
+    spdlog::error(
+        "stopped without saving the last changes (see above): the next start finds the archives again; "
+        "an upload whose success was not saved is sent again");
+    return exit_code::kRuntimeError;
+  }
   spdlog::info("stopped");
   return exit_code::kSuccess;
 }

@@ -398,6 +398,7 @@ void UploadScheduler::record(const InFlight& flight, const upload::UploadResult&
 
 void UploadScheduler::after_finish(const store::Job& job) {
   dispose_of_job_file(job, settings_.config, store_, clock_);
+  if (job.state == JobState::pending && !job.sha256 && settings_.config.upload.dedupe && needs_hash_) needs_hash_();
 }
 
 void UploadScheduler::maybe_probe() {

@@ -48,6 +48,9 @@ class UploadScheduler {
   // The API token changed: an auth hold ends at once.
   void token_changed();
   void reconfigure(Settings settings);
+  // Runs when an attempt leaves its job pending without a content hash (the file changed while
+  // it was sent): with upload.dedupe only the hash stage can make it claimable again.
+  void on_unhashed_pending(std::function<void()> needs_hash) { needs_hash_ = std::move(needs_hash); }
   // Shutdown: claims stop, uploads in flight are aborted back to pending; `done` runs once
   // every attempt is recorded (or at once when none is in flight).
   void stop(std::function<void()> done);
@@ -88,6 +91,7 @@ class UploadScheduler {
   bool stopping_ = false;
   bool probing_ = false;
   std::function<void()> stopped_;
+  std::function<void()> needs_hash_;
   std::optional<std::string> published_reason_;
   struct RetryLog {
     std::optional<WallTime> last_logged;

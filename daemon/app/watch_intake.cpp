@@ -6,7 +6,12 @@
 
 namespace modeldrop::app {
 
+namespace {
+constexpr auto kRetryUnqueued = std::chrono::seconds(2);
+}
+
 void WatchIntake::file_ready(const watch::ReadyFile& file) {
+  unqueued_.erase(file.path);  // this report supersedes an earlier one that failed
   store::NewJob job;
   job.path = file.path;
   job.watch_dir = file.watch_dir;
@@ -14,10 +19,12 @@ void WatchIntake::file_ready(const watch::ReadyFile& file) {
   job.file = store::FileIdentity{static_cast<std::uint64_t>(file.device), static_cast<std::uint64_t>(file.inode),
                                  file.size, file.mtime_ns};
   store_.call([job, now = clock_.now()](store::JobStore& s) { return s.enqueue(job, now); },
-              [this, path = file.path](Result<store::EnqueueResult> result) {
+              [this, file](Result<store::EnqueueResult> result) {
+                const auto& path = file.path;
                 if (!result) {
-                  // Not lost: the next rescan (or restart) finds the file again.
-                  spdlog::error("store: cannot queue {}: {}", path.string(), result.error().message);
+                  spdlog::error("store: cannot queue {}: {} (trying again in {} s)", path.string(),
+                                result.error().message, kRetryUnqueued.count());
+                  retry_later(file);
                   return;
                 }
                 switch (result->effect) {
@@ -34,7 +41,22 @@ void WatchIntake::file_ready(const watch::ReadyFile& file) {
               });
 }
 
+void WatchIntake::retry_later(const watch::ReadyFile& file) {
+  unqueued_.insert_or_assign(file.path, file);
+  if (retry_armed_) return;
+  retry_armed_ = true;
+  retry_timer_.expires_after(kRetryUnqueued);
+  retry_timer_.async_wait([this](boost::system::error_code ec) {
+    retry_armed_ = false;
+    if (ec) return;
+    auto files = std::move(unqueued_);
+    unqueued_.clear();
+    for (const auto& [path, unqueued] : files) file_ready(unqueued);
+  });
+}
+
 void WatchIntake::file_removed(const std::filesystem::path& path) {
+  unqueued_.erase(path);
   store_.call(
       [path, now = clock_.now()](store::JobStore& s) -> Result<std::optional<store::JobId>> {
         auto job = s.pending_job_for_path(path);

@@ -7,23 +7,33 @@
 #include "common/timestamp.hpp"
 #include "watch/drop_watcher.hpp"
 
+#include <boost/asio/steady_timer.hpp>
+
 #include <functional>
+#include <map>
 
 namespace modeldrop::app {
 
 class WatchIntake final : public watch::WatchEvents {
  public:
   // `queued` runs after a job was inserted or updated (the hash stage and scheduler look then).
-  WatchIntake(StoreClient& store, const Clock& clock, std::function<void()> queued)
-      : store_(store), clock_(clock), queued_(std::move(queued)) {}
+  WatchIntake(boost::asio::io_context& io, StoreClient& store, const Clock& clock, std::function<void()> queued)
+      : store_(store), clock_(clock), queued_(std::move(queued)), retry_timer_(io) {}
 
   void file_ready(const watch::ReadyFile& file) override;
   void file_removed(const std::filesystem::path& path) override;
 
  private:
+  void retry_later(const watch::ReadyFile& file);
+
   StoreClient& store_;
   const Clock& clock_;
   std::function<void()> queued_;
+  // Files the store refused to queue: the watcher reports a file once, so they are tried again
+  // here until they are queued, changed (reported anew) or removed.
+  std::map<std::filesystem::path, watch::ReadyFile> unqueued_;
+  boost::asio::steady_timer retry_timer_;
+  bool retry_armed_ = false;
 };
 
 }  // namespace modeldrop::app

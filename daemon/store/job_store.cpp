@@ -3,8 +3,10 @@
 #include "store/database_file.hpp"
 #include "store/migrations.hpp"
 
+#include <fcntl.h>
 #include <signal.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <cerrno>
@@ -206,6 +208,13 @@ Result<JobStore> JobStore::open_for_daemon(const std::filesystem::path& file, co
   auto created = create_database_file(file, options.group);
   if (!created) return created.error();
   if (warnings != nullptr) warnings->insert(warnings->end(), created->begin(), created->end());
+  // WAL mode creates -wal and -shm beside the database: otherwise SQLite only says "unable to
+  // open database file" at the first read.
+  const auto dir = file.parent_path().empty() ? std::filesystem::path(".") : file.parent_path();
+  if (::faccessat(AT_FDCWD, dir.c_str(), W_OK, AT_EACCESS) != 0) {
+    return errno_error("cannot write to the database directory " + dir.string() + " (its -wal and -shm files go there)",
+                       errno);
+  }
   auto db = Connection::open(file, OpenMode::create_if_missing, options.busy_timeout);
   if (!db) return db.error();
   return configure(std::move(*db), true);

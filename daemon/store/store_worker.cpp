@@ -28,6 +28,7 @@ StoreWorker::~StoreWorker() {
 void StoreWorker::stop() {
   {
     std::lock_guard lock(mutex_);
+    if (!stopping_) stop_requested_at_ = std::chrono::steady_clock::now();
     stopping_ = true;
   }
   wake_.notify_one();
@@ -53,11 +54,27 @@ void StoreWorker::run() {
       if (queue_.empty()) return;  // stopping, and nothing left to do
       ready.swap(queue_);
     }
-    const std::size_t taken = try_batch(ready, completions);
+    std::string failure;
+    const std::size_t taken = try_batch(ready, completions, failure);
     if (taken == 0) {
       batch_retries_.fetch_add(1);
+      if (note_failure(failure, ready.size())) {
+        std::lock_guard lock(mutex_);
+        const std::size_t dropped = ready.size() + queue_.size();
+        abandoned_.fetch_add(dropped);
+        spdlog::error(
+            "job store: stopping with {} operations that cannot be written ({}); the next start resumes from "
+            "what was saved before",
+            dropped, failure);
+        queue_.clear();
+        return;
+      }
       std::this_thread::sleep_for(options_.retry_pause);
       continue;
+    }
+    if (failures_in_a_row_ > 0) {
+      spdlog::info("job store: writing again after {} failed attempts", failures_in_a_row_);
+      failures_in_a_row_ = 0;
     }
     ready.erase(ready.begin(), ready.begin() + static_cast<std::ptrdiff_t>(taken));
     batches_committed_.fetch_add(1);
@@ -74,14 +91,31 @@ void StoreWorker::run() {
   }
 }
 
-std::size_t StoreWorker::try_batch(std::deque<Task>& ready, std::vector<Completion>& completions) {
+bool StoreWorker::note_failure(const std::string& failure, std::size_t queued) {
+  const auto now = std::chrono::steady_clock::now();
+  // A full disk fails every batch until space returns: one line, then one per interval.
+  if (failures_in_a_row_++ == 0 || now - last_failure_report_ >= options_.failure_report_interval) {
+    last_failure_report_ = now;
+    if (failures_in_a_row_ == 1) {
+      spdlog::warn("job store: {}; {} operations wait and are tried again every {} ms", failure, queued,
+                   options_.retry_pause.count());
+    } else {
+      spdlog::warn("job store: still cannot write ({} attempts so far): {}; {} operations wait", failures_in_a_row_,
+                   failure, queued);
+    }
+  }
+  std::lock_guard lock(mutex_);
+  return stopping_ && now - stop_requested_at_ >= options_.stop_grace;
+}
+
+std::size_t StoreWorker::try_batch(std::deque<Task>& ready, std::vector<Completion>& completions,
+                                   std::string& failure) {
   auto& db = store_.connection();
   completions.clear();
   const auto busy_before = db.busy_results();
   auto transaction = ImmediateTransaction::begin(db);
   if (!transaction) {
-    spdlog::warn("job store: cannot start a transaction for {} queued operations ({}); trying again in {} ms",
-                 ready.size(), transaction.error().message, options_.retry_pause.count());
+    failure = "cannot start a transaction (" + transaction.error().message + ")";
     return 0;
   }
   const auto started = std::chrono::steady_clock::now();
@@ -96,8 +130,7 @@ std::size_t StoreWorker::try_batch(std::deque<Task>& ready, std::vector<Completi
     if (!db.in_transaction()) break;
   }
   if (!db.in_transaction() || db.busy_results() != busy_before) {
-    spdlog::warn("job store: a batch of {} operations was interrupted (lock or I/O error); running it again in {} ms",
-                 taken, options_.retry_pause.count());
+    failure = "a batch of " + std::to_string(taken) + " operations was interrupted (lock or I/O error)";
     return 0;
   }
   const auto committing = std::chrono::steady_clock::now();
@@ -105,8 +138,7 @@ std::size_t StoreWorker::try_batch(std::deque<Task>& ready, std::vector<Completi
   auto committed = transaction->commit();
   commit_ns_.fetch_add((std::chrono::steady_clock::now() - committing).count());
   if (!committed) {
-    spdlog::warn("job store: cannot commit a batch of {} operations ({}); running it again in {} ms", taken,
-                 committed.error().message, options_.retry_pause.count());
+    failure = "cannot commit a batch of " + std::to_string(taken) + " operations (" + committed.error().message + ")";
     return 0;
   }
   return taken;

@@ -40,6 +40,11 @@ class StoreWorker {
     std::chrono::milliseconds max_batch_time{10};
     std::size_t max_batch_size = 1024;
     std::chrono::milliseconds retry_pause{50};  // before running a failed batch again
+    // A batch that keeps failing (a full disk) is reported once, then at most this often.
+    std::chrono::milliseconds failure_report_interval{30000};
+    // After stop(), how long a batch that cannot be written is still tried before the rest of
+    // the queue is abandoned (the daemon must exit within 10 s; CONTRACT §7).
+    std::chrono::milliseconds stop_grace{500};
   };
 
   StoreWorker(JobStore store, Options options);
@@ -72,8 +77,12 @@ class StoreWorker {
     return future;
   }
 
-  // Runs what is queued, then ends the thread. Idempotent.
+  // Runs what is queued, then ends the thread. Idempotent. If the queue cannot be written
+  // within Options::stop_grace (a full disk), what is left is abandoned: never committed and
+  // its completions never run. The database keeps its last committed state.
   void stop();
+  // Operations abandoned by stop(); nonzero means the last changes were not saved.
+  [[nodiscard]] std::uint64_t abandoned_operations() const { return abandoned_.load(); }
 
   // For tests and the benchmark.
   [[nodiscard]] std::uint64_t batches_committed() const { return batches_committed_.load(); }
@@ -93,14 +102,21 @@ class StoreWorker {
   void run();
   // Runs the first tasks of `ready` in one transaction and commits; returns how many it took,
   // or 0 when the batch failed and must be run again.
-  std::size_t try_batch(std::deque<Task>& ready, std::vector<Completion>& completions);
+  std::size_t try_batch(std::deque<Task>& ready, std::vector<Completion>& completions, std::string& failure);
+  // After a failed batch: logs (rate-limited) and tells whether to give up (stopping, past grace).
+  bool note_failure(const std::string& failure, std::size_t queued);
 
   JobStore store_;
   Options options_;
   std::mutex mutex_;
   std::condition_variable wake_;
-  std::deque<Task> queue_;  // guarded by mutex_
-  bool stopping_ = false;   // guarded by mutex_
+  std::deque<Task> queue_;                                   // guarded by mutex_
+  bool stopping_ = false;                                    // guarded by mutex_
+  std::chrono::steady_clock::time_point stop_requested_at_;  // guarded by mutex_
+  // Store thread only: the current run of failed batches.
+  std::uint64_t failures_in_a_row_ = 0;
+  std::chrono::steady_clock::time_point last_failure_report_;
+  std::atomic<std::uint64_t> abandoned_{0};
   std::atomic<std::uint64_t> batches_committed_{0};
   std::atomic<std::uint64_t> batch_retries_{0};
   std::atomic<std::uint64_t> largest_batch_{0};

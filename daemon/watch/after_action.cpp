@@ -5,6 +5,7 @@
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
+#include <algorithm>
 #include <array>
 #include <cerrno>
 #include <cstdio>
@@ -17,6 +18,8 @@ namespace fs = std::filesystem;
 
 // More numbered names than any done directory holds for one archive name.
 constexpr unsigned kMaxNumberedNames = 100000;
+// NAME_MAX of Linux filesystems: the longest name, in bytes.
+constexpr std::size_t kNameMax = 255;
 
 class FileDescriptor {
  public:
@@ -186,8 +189,17 @@ std::string_view archive_extension(std::string_view name) {
 std::string numbered_name(std::string_view name, unsigned n) {
   if (n == 0) return std::string(name);
   const std::string_view extension = archive_extension(name);
-  const std::string_view stem = name.substr(0, name.size() - extension.size());
-  return std::string(stem) + "." + std::to_string(n) + std::string(extension);
+  std::string_view stem = name.substr(0, name.size() - extension.size());
+  const std::string number = "." + std::to_string(n);
+  // A name already NAME_MAX long still gets a free numbered one: the stem gives up its tail,
+  // whole UTF-8 sequences only (a continuation byte never starts the cut).
+  const std::size_t room = kNameMax - std::min(kNameMax, number.size() + extension.size());
+  if (stem.size() > room) {
+    std::size_t cut = room;
+    while (cut > 0 && (static_cast<unsigned char>(stem[cut]) & 0xC0U) == 0x80U) --cut;
+    stem = stem.substr(0, cut);
+  }
+  return std::string(stem) + number + std::string(extension);
 }
 
 fs::path target_directory(const fs::path& file, const fs::path& watch_dir, const fs::path& target_root) {

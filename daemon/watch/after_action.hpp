@@ -14,7 +14,8 @@ namespace modeldrop::watch {
 // .tar that ends the name (case-insensitive), else the last extension, else "".
 std::string_view archive_extension(std::string_view name);
 
-// CONTRACT §3: "model.tar.gz" with n = 2 is "model.2.tar.gz"; n = 0 is the name itself.
+// CONTRACT §3: "model.tar.gz" with n = 2 is "model.2.tar.gz"; n = 0 is the name itself. A
+// numbered name never exceeds NAME_MAX (255 bytes): a long stem is cut short to fit.
 std::string numbered_name(std::string_view name, unsigned n);
 
 // Where a file found at `file` in `watch_dir` goes under `target_root` (done_dir or

@@ -23,13 +23,9 @@ TEST_F(DaemonTest, DroppedArchiveIsUploadedAndMovedToDone) {
   auto daemon = start_ready_daemon();
   const auto file = drop("adapter.zip", 300 * 1024);
   const std::string sha = sha256_of(file);
-  // The move to done/ follows the success's commit: wait for both.
-  ASSERT_TRUE(wait_until(
-      [&] {
-        return all_jobs_in(JobState::succeeded, 1) && jobs().front().current_path == incoming_ / "done" / "adapter.zip";
-      },
-      30s))
-      << daemon->stderr_text();
+  ASSERT_TRUE(wait_until([&] { return all_jobs_in(JobState::succeeded, 1); }, 30s)) << daemon->stderr_text();
+  // The move to done/ (and its record) follows the state change.
+  ASSERT_TRUE(wait_until([&] { return jobs().front().current_path == incoming_ / "done" / "adapter.zip"; }, 10s));
   const auto job = jobs().front();
   ASSERT_TRUE(job.file_id);
   EXPECT_EQ(job.file_id->rfind("file-", 0), 0u);
@@ -83,7 +79,8 @@ TEST_F(DaemonTest, SigkillFiveTimesLosesNothing) {
   }
   for (const auto& job : jobs()) {
     EXPECT_EQ(job.sha256, expected.at(job.path.filename().string()));
-    EXPECT_TRUE(std::filesystem::exists(incoming_ / "done" / job.path.filename()));
+    // The move to done/ follows the state change.
+    EXPECT_TRUE(wait_until([&] { return std::filesystem::exists(incoming_ / "done" / job.path.filename()); }, 10s));
   }
   daemon->signal(SIGTERM);
   EXPECT_EQ(daemon->wait(10s), 0);
@@ -202,6 +199,7 @@ TEST_F(DaemonTest, DatabaseThatIsNotSqliteExits69) {
   auto daemon = start_daemon();
   EXPECT_EQ(daemon->wait(10s), 69) << daemon->stderr_text();
   EXPECT_NE(daemon->stderr_text().find("jobs.db"), std::string::npos);
+  EXPECT_NE(daemon->stderr_text().find("is not a SQLite database"), std::string::npos) << daemon->stderr_text();
 }
 
 TEST_F(DaemonTest, FilesPresentAtStartupAreQueued) {

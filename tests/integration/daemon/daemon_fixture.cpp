@@ -12,7 +12,6 @@ using namespace std::chrono_literals;
 void DaemonTest::SetUp() {
   incoming_ = dir_ / "incoming";
   std::filesystem::create_directories(incoming_);
-  database_ = dir_ / "state" / "jobs.db";
   config_ = dir_ / "modeldrop.yaml";
   pki_ = TestPki::generate(dir_ / "pki");
   FakeApiOptions options;
@@ -36,30 +35,44 @@ std::string DaemonTest::config_text(const std::string& extra) const {
          "  connect_timeout: 5s\n"
          "  idle_timeout: 10s\n"
          "upload:\n"
-         "  sessions: 2\n"
+         "  sessions: 2\n" +
+         config_options_.upload +
          "retry:\n"
          "  initial_backoff: 100ms\n"
          "  max_backoff: 1s\n"
-         "database: state/jobs.db\n"
+         "database: " +
+         config_options_.database +
+         "\n"
          "watch:\n"
          "  - path: incoming\n"
          "    settle: 200ms\n" +
-         extra + "log:\n  level: debug\n";
+         config_options_.incoming_watch + extra + "log:\n  level: debug\n  format: " + config_options_.log_format +
+         "\n";
 }
 
-void DaemonTest::write_config(const std::string& extra) const {
+void DaemonTest::write_config(const std::string& extra) {
+  database_ = dir_ / config_options_.database;
   dir_.write("modeldrop.yaml", config_text(extra));
 }
 
-std::unique_ptr<ChildProcess> DaemonTest::start_daemon() {
-  return std::make_unique<ChildProcess>(std::vector<std::string>{MODELDROPD_PATH, "--config", config_.string()},
-                                        dir_.path(), std::map<std::string, std::string>{},
+std::unique_ptr<ChildProcess> DaemonTest::start_daemon(const std::vector<std::string>& wrapper) {
+  std::vector<std::string> argv = wrapper;
+  argv.insert(argv.end(), {MODELDROPD_PATH, "--config", config_.string()});
+  return std::make_unique<ChildProcess>(argv, dir_.path(), daemon_environment_,
                                         std::vector<std::string>{"NEBIUS_API_KEY", "CREDENTIALS_DIRECTORY",
                                                                  "NOTIFY_SOCKET", "WATCHDOG_USEC", "JOURNAL_STREAM"});
 }
 
-std::unique_ptr<ChildProcess> DaemonTest::start_ready_daemon() {
-  auto daemon = start_daemon();
+ProcessResult DaemonTest::run_cli(const std::vector<std::string>& args) const {
+  std::vector<std::string> argv{MODELDROP_CLI_PATH, "--db", database_.string()};
+  argv.insert(argv.end(), args.begin(), args.end());
+  ProcessOptions options;
+  options.env_unset = {"MODELDROP_CONFIG"};
+  return run_process(argv, options);
+}
+
+std::unique_ptr<ChildProcess> DaemonTest::start_ready_daemon(const std::vector<std::string>& wrapper) {
+  auto daemon = start_daemon(wrapper);
   const bool ready = wait_until([&] { return daemon->stderr_text().find("ready:") != std::string::npos; }, 20s);
   EXPECT_TRUE(ready) << daemon->stderr_text();
   return daemon;
@@ -67,7 +80,9 @@ std::unique_ptr<ChildProcess> DaemonTest::start_ready_daemon() {
 
 std::filesystem::path DaemonTest::drop(const std::string& name, std::size_t bytes, const std::filesystem::path& dir) {
   const auto target_dir = dir.empty() ? incoming_ : dir;
-  const auto temp = target_dir / ("." + name + ".part");
+  // A short temporary name: `name` itself may be as long as a name can be (NAME_MAX).
+  static int drops = 0;
+  const auto temp = target_dir / (".drop-" + std::to_string(++drops) + ".part");
   std::mt19937_64 rng(std::hash<std::string>{}(name));
   {
     std::ofstream out(temp, std::ios::binary);

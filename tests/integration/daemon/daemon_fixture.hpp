@@ -6,15 +6,25 @@
 #include "store/job_store.hpp"
 #include "support/child_process.hpp"
 #include "support/fake_api/fake_api.hpp"
+#include "support/run_process.hpp"
 #include "support/temp_dir.hpp"
 
 #include <gtest/gtest.h>
 
+#include <map>
 #include <memory>
 #include <string>
 #include <vector>
 
 namespace modeldrop::test {
+
+// What a test may change in the generated config (then call write_config() again).
+struct DaemonConfigOptions {
+  std::string database = "state/jobs.db";  // relative to the test directory
+  std::string incoming_watch;              // extra keys of the `incoming` entry, e.g. "    recursive: true\n"
+  std::string upload;                      // extra keys of `upload:`, e.g. "  dedupe: false\n"
+  std::string log_format = "text";
+};
 
 class DaemonTest : public ::testing::Test {
  protected:
@@ -22,11 +32,16 @@ class DaemonTest : public ::testing::Test {
 
   // The config the daemon runs with; `extra_watch` adds a second watch entry.
   std::string config_text(const std::string& extra = "") const;
-  void write_config(const std::string& extra = "") const;
+  // Also points database_ at config_options_.database.
+  void write_config(const std::string& extra = "");
 
-  std::unique_ptr<ChildProcess> start_daemon();
+  // `wrapper` goes before the daemon's own argv (e.g. setpriv to run it as another user).
+  std::unique_ptr<ChildProcess> start_daemon(const std::vector<std::string>& wrapper = {});
   // Started and past READY (its log says "ready").
-  std::unique_ptr<ChildProcess> start_ready_daemon();
+  std::unique_ptr<ChildProcess> start_ready_daemon(const std::vector<std::string>& wrapper = {});
+
+  // The real `modeldrop` CLI on this test's database.
+  ProcessResult run_cli(const std::vector<std::string>& args) const;
 
   // Writes `bytes` pseudo-random bytes under a temporary name and renames it into the drop
   // directory, as careful writers do. Returns the final path.
@@ -38,6 +53,8 @@ class DaemonTest : public ::testing::Test {
   static std::string sha256_of(const std::filesystem::path& file);
 
   TempDir dir_;
+  DaemonConfigOptions config_options_;
+  std::map<std::string, std::string> daemon_environment_;  // added to the daemon's environment
   std::filesystem::path incoming_;
   std::filesystem::path database_;
   std::filesystem::path config_;

@@ -32,6 +32,15 @@ TEST_F(LoggingTest, JsonLineIsOneEscapedObject) {
             "{\"ts\":\"2026-09-21T14:13:20.000Z\",\"level\":\"info\",\"msg\":\"say \\\"hi\\\"\\n\xEF\xBF\xBD\"}\n");
 }
 
+// File names may hold any byte: a text line stays one line of valid UTF-8 whatever a name holds.
+TEST_F(LoggingTest, TextLineEscapesControlCharactersAndInvalidUtf8) {
+  const std::string message = "queued /in/line\nbreak\r\x1b[2J\xFF.zip\tok";
+  EXPECT_EQ(format_log_line({LogLevel::info, LogFormat::text, false}, spdlog::level::info, message, kWhen),
+            "2026-09-21T14:13:20.000Z info queued /in/line\\nbreak\\r\\x1b[2J\xEF\xBF\xBD.zip\tok\n");
+  EXPECT_EQ(format_log_line({LogLevel::info, LogFormat::text, true}, spdlog::level::info, message, kWhen),
+            "<6>queued /in/line\\nbreak\\r\\x1b[2J\xEF\xBF\xBD.zip\tok\n");
+}
+
 TEST_F(LoggingTest, RegisteredSecretNeverReachesALine) {
   register_secret("sk-very-secret-token");
   for (auto format : {LogFormat::text, LogFormat::json}) {

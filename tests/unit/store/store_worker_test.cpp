@@ -184,6 +184,49 @@ TEST_F(StoreWorkerTest, ALockHeldPastBusyTimeoutDelaysWorkButNeverDropsIt) {
   EXPECT_EQ(count_jobs(), 1);
 }
 
+// A full disk (here: a write lock that is never released) must not keep the daemon from
+// exiting: after stop(), a batch that still cannot be written is abandoned after stop_grace.
+TEST_F(StoreWorkerTest, WorkThatCannotBeWrittenIsAbandonedShortlyAfterStop) {
+  must(JobStore::open_for_daemon(db_path()));
+  ChildPipe pipe;
+  const pid_t child = ::fork();  // before any thread of this test exists
+  ASSERT_GE(child, 0);
+  if (child == 0) {
+    pipe.close_read();
+    auto db = Connection::open(db_path(), OpenMode::existing_only, std::chrono::milliseconds(1000));
+    if (!db || !db->execute("BEGIN IMMEDIATE")) ::_exit(2);
+    pipe.send(1);
+    ::sleep(60);  // killed by the test
+    ::_exit(0);
+  }
+  pipe.close_write();
+  ASSERT_TRUE(pipe.receive(kWait));
+
+  StoreWorker::Options options;
+  options.retry_pause = std::chrono::milliseconds(20);
+  options.stop_grace = std::chrono::milliseconds(300);
+  StoreOptions store_options;
+  store_options.busy_timeout = std::chrono::milliseconds(50);
+  auto worker = start(options, store_options);
+  std::atomic<bool> completed{false};
+  worker->post([](JobStore& store) { return store.enqueue(new_job("/spool/in/a.zip", 1), t0()); },
+               [&](const Result<EnqueueResult>&) { completed = true; });
+  const auto deadline = std::chrono::steady_clock::now() + kWait;
+  while (worker->batch_retries() < 3 && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  ASSERT_GE(worker->batch_retries(), 3u);
+  const auto stop_started = std::chrono::steady_clock::now();
+  worker->stop();
+  EXPECT_LT(std::chrono::steady_clock::now() - stop_started, std::chrono::seconds(5));
+  EXPECT_GE(std::chrono::steady_clock::now() - stop_started, options.stop_grace);
+  EXPECT_EQ(worker->abandoned_operations(), 1u);
+  EXPECT_FALSE(completed.load()) << "nothing is reported done that was not committed";
+  ::kill(child, SIGKILL);
+  wait_for_child(child, std::chrono::seconds(10));
+  EXPECT_EQ(count_jobs(), 0);
+}
+
 TEST_F(StoreWorkerTest, StopRunsEverythingQueuedFirst) {
   auto worker = start();
   std::atomic<int> completed{0};
@@ -197,6 +240,7 @@ TEST_F(StoreWorkerTest, StopRunsEverythingQueuedFirst) {
   }
   worker->stop();
   EXPECT_EQ(completed.load(), 200);
+  EXPECT_EQ(worker->abandoned_operations(), 0u);
   EXPECT_EQ(count_jobs(), 200);
   EXPECT_THROW(worker->post([](JobStore&) { return 0; }, [](int) {}), std::logic_error);
   worker->stop();  // again: nothing happens

@@ -16,6 +16,21 @@ namespace fs = std::filesystem;
 using test::read_file;
 using test::TempDir;
 
+// The done directory already holds a 255-byte name: "<stem>.1.zip" would be 257 bytes, which
+// rename(2) refuses (ENAMETOOLONG), and the archive would stay in the drop directory.
+TEST(AfterAction, NumberedNamesOfTheLongestNamesStillFitNameMax) {
+  const std::string longest = std::string(251, 'n') + ".zip";
+  EXPECT_EQ(numbered_name(longest, 1), std::string(249, 'n') + ".1.zip");
+  EXPECT_EQ(numbered_name(longest, 12345), std::string(245, 'n') + ".12345.zip");
+  // The cut never splits a UTF-8 sequence: 83 three-byte characters and ".zip" (253 bytes) leave
+  // 248 bytes for the stem with ".10", which falls inside the 83rd character.
+  std::string wide;
+  for (int i = 0; i < 82; ++i) wide += "\xE2\x82\xAC";  // U+20AC
+  const std::string wide_name = wide + "\xE2\x82\xAC.zip";
+  ASSERT_EQ(wide_name.size(), 253u);
+  EXPECT_EQ(numbered_name(wide_name, 10), wide + ".10.zip");
+}
+
 TEST(AfterAction, NumberedNamesGoBeforeTheArchiveExtension) {
   EXPECT_EQ(numbered_name("model.tar.gz", 0), "model.tar.gz");
   EXPECT_EQ(numbered_name("model.tar.gz", 1), "model.1.tar.gz");
