@@ -197,7 +197,7 @@ TEST_F(FakeApiFaultTest, ClientVanishingMidBodyIsRecordedWithoutAnAnswer) {
 }
 
 // Statuses of `count` small uploads sent one after another on one keep-alive connection.
-std::vector<int> upload_statuses(FakeApiTest& test, TlsTestClient& connection, int count) {
+std::vector<int> upload_statuses(TlsTestClient& connection, int count) {
   std::vector<int> statuses;
   for (int i = 0; i < count; ++i) {
     std::string body;
@@ -216,7 +216,7 @@ TEST_F(FakeApiFaultTest, FaultMixFailsASeededShareOfUploadsWithFaultsFromItsList
                                  {.kind = FaultKind::status, .status = 429, .headers = {{"Retry-After", "1"}}}};
   api().set_fault_mix(0.3, kinds, 42);
   auto connection = client();
-  const auto first = upload_statuses(*this, *connection, 60);
+  const auto first = upload_statuses(*connection, 60);
   ASSERT_EQ(first.size(), 60u);
   const auto failed = std::count_if(first.begin(), first.end(), [](int s) { return s != 200; });
   // 30 % of 60 is 18; a seeded draw, so the bounds only guard against "never" and "always".
@@ -244,17 +244,17 @@ TEST_F(FakeApiFaultTest, FaultMixFailsASeededShareOfUploadsWithFaultsFromItsList
 
   // The same seed draws the same sequence again.
   api().set_fault_mix(0.3, kinds, 42);
-  EXPECT_EQ(upload_statuses(*this, *connection, 60), first);
+  EXPECT_EQ(upload_statuses(*connection, 60), first);
   // Queued faults come first; probability 0 turns the mix off.
   api().set_fault_mix(1.0, kinds, 7);
   api().push_fault({.kind = FaultKind::status, .status = 418});
-  const auto queued_then_mix = upload_statuses(*this, *connection, 3);
+  const auto queued_then_mix = upload_statuses(*connection, 3);
   ASSERT_EQ(queued_then_mix.size(), 3u);
   EXPECT_EQ(queued_then_mix[0], 418);
   EXPECT_NE(queued_then_mix[1], 200);
   EXPECT_NE(queued_then_mix[2], 200);
   api().set_fault_mix(0.0, kinds, 7);
-  EXPECT_EQ(upload_statuses(*this, *connection, 5), std::vector<int>(5, 200));
+  EXPECT_EQ(upload_statuses(*connection, 5), std::vector<int>(5, 200));
 }
 
 }  // namespace
