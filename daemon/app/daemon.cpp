@@ -3,6 +3,7 @@
 #include "app/daemon.hpp"
 
 #include "app/hash_stage.hpp"
+#include "app/job_file_actions.hpp"
 #include "app/status_line.hpp"
 #include "app/store_client.hpp"
 #include "app/systemd_notifier.hpp"
@@ -160,10 +161,19 @@ int Daemon::run() {
 
   // 4. Watcher: every watch is added before any directory is scanned, so no file slips
   //    between the scan and the watch (CONTRACT §7).
-  intake_ = std::make_unique<WatchIntake>(*store_, clock_, [this] {
-    hashes_->sweep();
-    scheduler_->wake();
-  });
+  intake_ = std::make_unique<WatchIntake>(
+      *store_, clock_,
+      [this] {
+        hashes_->sweep();
+        scheduler_->wake();
+      },
+      [this](const store::Job& job) {
+        if (!after_action_moves_file(job, setup_.config)) return;
+        spdlog::warn("job {}: {} is still where it was found after the job {} (modeldropd stopped before moving it); "
+                     "doing it now",
+                     job.id, job.current_path->string(), store::to_string(job.state));
+        dispose_of_job_file(job, setup_.config, *store_, clock_);
+      });
   watcher_ = std::make_unique<watch::DropWatcher>(io_, setup_.config.watch, *intake_);
   watcher_->start();
 

@@ -5,6 +5,7 @@
 
 #include "app/store_client.hpp"
 #include "common/timestamp.hpp"
+#include "store/job_store.hpp"
 #include "watch/drop_watcher.hpp"
 
 #include <functional>
@@ -13,17 +14,25 @@ namespace modeldrop::app {
 
 class WatchIntake final : public watch::WatchEvents {
  public:
-  // `queued` runs after a job was inserted or updated (the hash stage and scheduler look then).
-  WatchIntake(StoreClient& store, const Clock& clock, std::function<void()> queued)
-      : store_(store), clock_(clock), queued_(std::move(queued)) {}
+  // A finished job whose file is still where it was found: the daemon stopped between the
+  // job's end and the file's move or delete (CONTRACT §3 on_success/on_failure).
+  using FinishedJobFile = std::function<void(const store::Job&)>;
+
+  // `queued` runs after a job was inserted or updated (the hash stage and scheduler look then);
+  // `finished_file` when a scan reports the very file of a succeeded or failed job, still in place.
+  WatchIntake(StoreClient& store, const Clock& clock, std::function<void()> queued, FinishedJobFile finished_file = {})
+      : store_(store), clock_(clock), queued_(std::move(queued)), finished_file_(std::move(finished_file)) {}
 
   void file_ready(const watch::ReadyFile& file) override;
   void file_removed(const std::filesystem::path& path) override;
 
  private:
+  void look_at_finished_job(store::JobId id, const std::filesystem::path& path);
+
   StoreClient& store_;
   const Clock& clock_;
   std::function<void()> queued_;
+  FinishedJobFile finished_file_;
 };
 
 }  // namespace modeldrop::app

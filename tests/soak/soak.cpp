@@ -479,6 +479,14 @@ void Soak::check_end_state() {
                                         : ""));
     }
   }
+  std::set<std::string> b_names;
+  for (const auto& archive : archives_) {
+    if (archive.dir.filename() == "b") b_names.insert(archive.name);
+  }
+  for (const auto& entry : fs::directory_iterator(run_ / "done-b")) {
+    // A second copy (name.1.tar) or a temporary copy left by a kill during a cross-device move.
+    if (!b_names.contains(entry.path().filename().string())) problem("unexpected in done-b: " + entry.path().string());
+  }
   for (const auto& archive : archives_) {
     if (archive.dir.filename() != "b") continue;
     const auto moved = run_ / "done-b" / archive.name;
