@@ -44,10 +44,10 @@ struct Options {
   std::uint64_t seed = 1;
   double fault_probability = 0.3;
   int time_limit_s = 600;
-  int spread_s = 200;        // writers start their archives over this long
-  int kill_every_s = 15;     // mean; uniform in [2/3, 4/3] of it
-  int enospc_at_s = 45;      // the filesystem-full phase starts here...
-  int enospc_for_s = 25;     // ...and lasts this long
+  int spread_s = 200;     // writers start their archives over this long
+  int kill_every_s = 15;  // mean; uniform in [2/3, 4/3] of it
+  int enospc_at_s = 45;   // the filesystem-full phase starts here...
+  int enospc_for_s = 25;  // ...and lasts this long
   std::string tmpfs_size = "512m";
 };
 
@@ -172,7 +172,8 @@ class Soak {
   void reap_unexpected_exit();
   bool converged(std::string& status);
   void check_end_state();
-  void classify_duplicates(const std::vector<store::JobWithAttempts>& jobs, const std::vector<test::ReceivedFile>& files,
+  void classify_duplicates(const std::vector<store::JobWithAttempts>& jobs,
+                           const std::vector<test::ReceivedFile>& files,
                            const std::vector<test::RequestRecord>& requests);
   void write_summary();
   void problem(std::string text) { events_.problem(std::move(text)); }
@@ -193,7 +194,7 @@ class Soak {
   WallTime wall_start_;
   double converged_after_s_ = 0;
   double total_s_ = 0;
-  std::vector<std::string> report_;  // summary lines
+  std::vector<std::string> report_;                             // summary lines
   std::map<std::string, std::vector<std::string>> duplicates_;  // reason -> copies
 };
 
@@ -233,9 +234,10 @@ void Soak::reap_unexpected_exit() {
   if (!life.signal) life.exit_code = daemon_->wait(0ms);
   std::string tail = daemon_->stderr_text();
   if (tail.size() > 2000) tail = tail.substr(tail.size() - 2000);
-  problem("daemon pid " + std::to_string(life.pid) + " exited on its own (" +
-          (life.signal ? "signal " + std::to_string(*life.signal) : "exit " + std::to_string(life.exit_code.value_or(-1))) +
-          "); log " + life.log.string() + ", last lines:\n" + tail);
+  problem(
+      "daemon pid " + std::to_string(life.pid) + " exited on its own (" +
+      (life.signal ? "signal " + std::to_string(*life.signal) : "exit " + std::to_string(life.exit_code.value_or(-1))) +
+      "); log " + life.log.string() + ", last lines:\n" + tail);
 }
 
 bool Soak::converged(std::string& status) {
@@ -314,15 +316,14 @@ int Soak::run() {
   std::vector<std::thread> threads;
   constexpr int kWriters = 4;
   for (int w = 0; w < kWriters; ++w) {
-    threads.emplace_back([&, w] {
-      run_writer(archives_, w, kWriters, start_, stop_writers, written_, enospc_failures_, events_);
-    });
+    threads.emplace_back(
+        [&, w] { run_writer(archives_, w, kWriters, start_, stop_writers, written_, enospc_failures_, events_); });
   }
   threads.emplace_back([&] { run_lock_holder(database_, options_.seed + 1, stop_chaos, events_); });
   if (tmpfs.mounted()) {
     threads.emplace_back([&] {
-      run_filler(drop_, start_ + std::chrono::seconds(options_.enospc_at_s), std::chrono::seconds(options_.enospc_for_s),
-                 stop_chaos, events_);
+      run_filler(drop_, start_ + std::chrono::seconds(options_.enospc_at_s),
+                 std::chrono::seconds(options_.enospc_for_s), stop_chaos, events_);
     });
   }
 
@@ -459,7 +460,8 @@ void Soak::check_end_state() {
     }
     if (job->second->sha256 != archive.sha256) problem(archive.name + ": the job's sha256 differs from the archive's");
     bool recorded_copy_exists = false;
-    for (auto it = stored.first; it != stored.second; ++it) recorded_copy_exists |= it->second->id == job->second->file_id;
+    for (auto it = stored.first; it != stored.second; ++it)
+      recorded_copy_exists |= it->second->id == job->second->file_id;
     if (!recorded_copy_exists) problem(archive.name + ": the job's file_id is not a stored copy of the archive");
   }
   if (jobs.size() != archives_.size()) {
@@ -495,8 +497,8 @@ void Soak::check_end_state() {
   }
   // 4. Every daemon process ended by our hand: SIGKILL, or the final SIGTERM with exit 0.
   for (const auto& life : lives_) {
-    const bool expected = (life.killed_by_us && life.signal == SIGKILL) ||
-                          (life.stopped_by_us && life.exit_code == 0 && !life.signal);
+    const bool expected =
+        (life.killed_by_us && life.signal == SIGKILL) || (life.stopped_by_us && life.exit_code == 0 && !life.signal);
     if (!expected) problem("daemon pid " + std::to_string(life.pid) + " did not end by our hand");
   }
   classify_duplicates(jobs, files, requests);
@@ -536,12 +538,13 @@ void Soak::classify_duplicates(const std::vector<store::JobWithAttempts>& jobs,
       continue;
     }
     // A clean 200 the daemon did not record: it was killed between the server storing the file and
-    // the commit of the answer. The fake's created_at has whole seconds.
+    // the commit of the answer. The fake's created_at has whole seconds, and the kill may land while
+    // the server still parses the last bytes: a second of slack before, 12 s after (lock waits).
     const auto stored_at = WallTime(std::chrono::seconds(file.created_at));
     const EventLog::Kill* kill = nullptr;
     for (const auto& k : kills) {
       const double after = seconds_between(stored_at, k.at);
-      if (after >= 0 && after < 12 && kill == nullptr) kill = &k;
+      if (after >= -1 && after < 12 && kill == nullptr) kill = &k;
     }
     const bool aborted_attempt = std::any_of(attempts.begin(), attempts.end(), [](const store::Attempt& a) {
       return a.outcome == store::AttemptOutcome::aborted;

@@ -2,6 +2,7 @@
 // real inotify, in throwaway directories. Every wait is bounded.
 #include "daemon_fixture.hpp"
 
+#include <sqlite3.h>
 #include <sys/stat.h>
 
 #include <csignal>
@@ -249,6 +250,25 @@ TEST_F(DaemonTest, FileOfASucceededJobLeftInPlaceByACrashIsMovedAtRestart) {
   EXPECT_TRUE(api_->requests().empty()) << "a succeeded job is not sent again";
   daemon->signal(SIGTERM);
   EXPECT_EQ(daemon->wait(10s), 0);
+}
+
+// Found by the soak: a SIGTERM that arrived while the daemon was still starting (here: waiting
+// for an outside write lock to register itself) killed it by the signal's default action,
+// instead of the orderly stop and exit 0 of CONTRACT §7.
+TEST_F(DaemonTest, SigtermDuringStartupIsAnOrderlyStop) {
+  ASSERT_TRUE(store::JobStore::open_for_daemon(database_));
+  sqlite3* outside = nullptr;
+  ASSERT_EQ(sqlite3_open(database_.c_str(), &outside), SQLITE_OK);
+  ASSERT_EQ(sqlite3_exec(outside, "BEGIN IMMEDIATE", nullptr, nullptr, nullptr), SQLITE_OK);
+  auto daemon = start_daemon();
+  const bool starting = wait_until([&] { return daemon->stderr_text().find("starting") != std::string::npos; }, 10s);
+  daemon->signal(SIGTERM);  // while it waits for the lock (busy_timeout 5 s)
+  EXPECT_EQ(sqlite3_exec(outside, "COMMIT", nullptr, nullptr, nullptr), SQLITE_OK);
+  sqlite3_close(outside);
+  ASSERT_TRUE(starting) << daemon->stderr_text();
+  EXPECT_EQ(daemon->wait(15s), 0) << "signal " << daemon->terminating_signal().value_or(0) << "\n"
+                                  << daemon->stderr_text();
+  EXPECT_NE(daemon->stderr_text().find("SIGTERM: stopping"), std::string::npos) << daemon->stderr_text();
 }
 
 }  // namespace
