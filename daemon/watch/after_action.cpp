@@ -5,9 +5,11 @@
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
+#include <algorithm>
 #include <array>
 #include <cerrno>
 #include <cstdio>
+#include <cstring>
 #include <vector>
 
 namespace modeldrop::watch {
@@ -126,6 +128,48 @@ Result<void> copy_contents(int from, int to, std::uint64_t expected, const fs::p
   return {};
 }
 
+// Whether the files behind two descriptors hold the same `size` bytes (read with pread: the
+// descriptors' offsets stay where they are).
+Result<bool> same_bytes(int a, int b, std::uint64_t size, const fs::path& file) {
+  std::vector<char> left(std::size_t{1} << 20);
+  std::vector<char> right(left.size());
+  for (std::uint64_t offset = 0; offset < size;) {
+    const auto want = static_cast<std::size_t>(std::min<std::uint64_t>(left.size(), size - offset));
+    const ssize_t l = ::pread(a, left.data(), want, static_cast<off_t>(offset));
+    const ssize_t r = ::pread(b, right.data(), want, static_cast<off_t>(offset));
+    if (l < 0 || r < 0) {
+      const int error = errno;
+      return errno_error("cannot compare " + file.string() + " with an earlier copy", error);
+    }
+    if (l != r || l == 0 || std::memcmp(left.data(), right.data(), static_cast<std::size_t>(l)) != 0) return false;
+    offset += static_cast<std::uint64_t>(l);
+  }
+  return true;
+}
+
+// The copy a crash left behind when it interrupted an earlier move of this very file between
+// naming the copy and removing the original: under `name` or a numbered name in `dir`, with the
+// original's size, mtime (kept by the copy) and bytes. Copies take the first free name, so the
+// search ends at the first name not taken.
+Result<std::optional<fs::path>> find_finished_copy(int source, const struct stat& original, const fs::path& dir,
+                                                   std::string_view name, const fs::path& file) {
+  for (unsigned n = 0; n < kMaxNumberedNames; ++n) {
+    fs::path candidate = dir / numbered_name(name, n);
+    struct stat st {};
+    if (::lstat(candidate.c_str(), &st) != 0) return std::optional<fs::path>();
+    if (!S_ISREG(st.st_mode) || st.st_size != original.st_size || st.st_mtim.tv_sec != original.st_mtim.tv_sec ||
+        st.st_mtim.tv_nsec != original.st_mtim.tv_nsec) {
+      continue;
+    }
+    FileDescriptor copy(::open(candidate.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC));
+    if (!copy.valid()) continue;
+    auto same = same_bytes(source, copy.get(), static_cast<std::uint64_t>(original.st_size), file);
+    if (!same) return same.error();
+    if (*same) return std::optional<fs::path>(std::move(candidate));
+  }
+  return std::optional<fs::path>();
+}
+
 Result<fs::path> move_across_filesystems(const fs::path& file, const fs::path& dir, std::string_view name) {
   FileDescriptor source(::open(file.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC));
   if (!source.valid()) {
@@ -138,6 +182,18 @@ Result<fs::path> move_across_filesystems(const fs::path& file, const fs::path& d
     return errno_error("cannot examine " + file.string(), error);
   }
   if (!S_ISREG(st.st_mode)) return make_error("cannot move " + file.string() + ": not a regular file");
+
+  // A crash after the copy got its name but before the original was removed: finish that move
+  // rather than make a second copy (name.1.tar).
+  auto finished = find_finished_copy(source.get(), st, dir, name, file);
+  if (!finished) return finished.error();
+  if (*finished) {
+    if (::unlink(file.c_str()) != 0) {
+      const int error = errno;
+      return errno_error("cannot remove " + file.string() + ", already copied to " + (*finished)->string(), error);
+    }
+    return Result<fs::path>(boost::system::in_place_value, std::move(**finished));
+  }
 
   // The copy is an unnamed file (O_TMPFILE), named only once complete: a crash during the copy
   // leaves nothing behind in `dir`. Where that is impossible (no O_TMPFILE, no /proc), a dot

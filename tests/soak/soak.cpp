@@ -104,8 +104,7 @@ void unmount_leftover(const fs::path& where) {
   }
 }
 
-std::string config_yaml(const Options& options, const std::string& base_url, const fs::path& ca, const fs::path& run,
-                        const fs::path& drop) {
+std::string config_yaml(const std::string& base_url, const fs::path& ca, const fs::path& run, const fs::path& drop) {
   std::ostringstream yaml;
   // Timeouts and backoff shortened so that the queue converges within minutes.
   yaml << "api:\n"
@@ -122,7 +121,6 @@ std::string config_yaml(const Options& options, const std::string& base_url, con
        << "  - path: " << (drop / "b").string() << "\n    settle: 2s\n    on_success: move\n"
        << "    done_dir: " << (run / "done-b").string() << "\n"
        << "log:\n  level: info\n";
-  (void)options;
   return yaml.str();
 }
 
@@ -194,7 +192,6 @@ class Soak {
   WallTime wall_start_;
   double converged_after_s_ = 0;
   double total_s_ = 0;
-  std::vector<std::string> report_;                             // summary lines
   std::map<std::string, std::vector<std::string>> duplicates_;  // reason -> copies
 };
 
@@ -259,12 +256,15 @@ bool Soak::converged(std::string& status) {
   }
   std::set<std::string> stored;
   for (const auto& file : api_->files()) stored.insert(file.sha256);
+  status += " jobs:" + states.str() + "; distinct contents stored: " + std::to_string(stored.size());
+  // The writers set an archive's fields before they count it: once all are counted, all are set.
+  if (written_ < options_.archives) return false;
   int missing = 0;
   for (const auto& archive : archives_) {
-    if (!archive.written || !stored.contains(archive.sha256)) ++missing;
+    if (!stored.contains(archive.sha256)) ++missing;
   }
-  status += " jobs:" + states.str() + "; archives not yet on the server: " + std::to_string(missing);
-  return written_ == options_.archives && unfinished == 0 && missing == 0;
+  status += ", archives missing: " + std::to_string(missing);
+  return unfinished == 0 && missing == 0;
 }
 
 int Soak::run() {
@@ -301,7 +301,7 @@ int Soak::run() {
   fs::permissions(run_ / "token", fs::perms::owner_read | fs::perms::owner_write);
   {
     std::ofstream config(run_ / "modeldrop.yaml");
-    config << config_yaml(options_, api_->base_url(), pki.ca_cert, run_, drop_);
+    config << config_yaml(api_->base_url(), pki.ca_cert, run_, drop_);
   }
 
   archives_ = plan_archives(options_.archives, options_.seed, {drop_ / "a", drop_ / "b"},

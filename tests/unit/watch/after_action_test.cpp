@@ -157,6 +157,43 @@ TEST(AfterAction, MoveAcrossFilesystemsKilledMidCopyLeavesNothingInTheTarget) {
   fs::remove_all(source_dir);
 }
 
+// Found by the soak: killed after the copy was named in the done directory but before the
+// original was removed, the restart moved the original again, as done/name.1.tar. A copy with
+// the original's size, mtime and bytes is now taken as that earlier move, finished.
+TEST(AfterAction, MoveAcrossFilesystemsFinishesAMoveACrashInterrupted) {
+  TempDir target;
+  std::string pattern = "/dev/shm/modeldrop-test-XXXXXX";
+  ASSERT_NE(::mkdtemp(pattern.data()), nullptr);
+  const fs::path source_dir = pattern;
+  const auto write = [](const fs::path& path, const std::string& content, fs::file_time_type mtime) {
+    std::ofstream(path, std::ios::binary) << content;
+    fs::last_write_time(path, mtime);
+  };
+  const auto mtime = fs::file_time_type::clock::now() - std::chrono::hours(1);
+  const std::string content(3 * 1024 * 1024 + 5, 'q');
+  fs::create_directories(target / "done");
+  write(source_dir / "model.tar", content, mtime);
+  write(target / "done/model.tar", "another archive, same name", mtime);
+  write(target / "done/model.1.tar", content, mtime);  // what the interrupted move had copied
+
+  const auto moved = move_into(source_dir / "model.tar", target / "done");
+  ASSERT_TRUE(moved) << moved.error().message;
+  EXPECT_EQ(*moved, target / "done/model.1.tar");
+  EXPECT_FALSE(fs::exists(source_dir / "model.tar"));
+  EXPECT_FALSE(fs::exists(target / "done/model.2.tar")) << "no second copy";
+
+  // Same size and mtime but other bytes is another file: copied under a free name.
+  std::string other = content;
+  other[content.size() / 2] = 'r';
+  write(source_dir / "model.tar", other, mtime);
+  const auto second = move_into(source_dir / "model.tar", target / "done");
+  ASSERT_TRUE(second) << second.error().message;
+  EXPECT_EQ(*second, target / "done/model.2.tar");
+  EXPECT_EQ(read_file(target / "done/model.2.tar"), other);
+  EXPECT_EQ(read_file(target / "done/model.1.tar"), content);
+  fs::remove_all(source_dir);
+}
+
 TEST(AfterAction, RemoveFileAndAlreadyGone) {
   TempDir dir;
   const auto file = dir.write("a.zip", "x");
