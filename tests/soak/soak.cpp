@@ -144,7 +144,8 @@ std::vector<Fault> fault_kinds() {
 std::string fault_label(const test::RequestRecord& record) {
   std::string label(test::fault_kind_name(record.fault));
   if (record.fault == FaultKind::status || record.fault == FaultKind::early_status) {
-    label += " " + std::to_string(record.status);
+    // 0: the client went away (a SIGKILL) before the whole body was read, so nothing was answered.
+    label += record.status != 0 ? " " + std::to_string(record.status) : " (client gone)";
   }
   return label;
 }
