@@ -593,7 +593,7 @@ void Soak::write_summary() {
     longest_lock = std::max(longest_lock, seconds_between(period.from, period.to));
   }
   out << "modeldrop chaos soak, seed " << options_.seed << ": " << (events_.problems.empty() ? "PASSED" : "FAILED")
-      << "\n";
+      << (enospc_skipped_.empty() ? "" : " (WITHOUT the filesystem-full phase)") << "\n";
   out << "archives: " << written_.load() << "/" << archives_.size() << " written (" << careful << " temp+rename, "
       << archives_.size() - static_cast<std::size_t>(careful) << " in place), " << format_bytes(bytes) << ", "
       << smallest << " B .. " << format_bytes(largest) << "\n";
