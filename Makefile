@@ -4,7 +4,7 @@ SHELL := /bin/bash
 JOBS ?= $(shell nproc)
 SOURCES = $(shell git ls-files '*.cpp' '*.hpp' 2>/dev/null || find daemon tests bench -name '*.[ch]pp')
 
-.PHONY: deps build test unit asan tsan release demo format format-check bench deb systemd-test clean fuzz
+.PHONY: deps build test unit asan tsan release demo format format-check bench soak deb systemd-test clean fuzz
 
 deps:
 	./scripts/install-deps
@@ -55,6 +55,15 @@ format-check: deps
 
 bench: release
 	./bench/run-all
+
+# The chaos soak (tests/soak/README.md): 500 archives through a fake API failing 30 % of
+# uploads, the daemon SIGKILLed every ~15 s, an outside write lock, a full filesystem. At most
+# 10 minutes; not part of `make test`. Needs root for the tmpfs (else that phase is skipped).
+SOAK_ARGS ?=
+soak: deps
+	cmake --preset release >/dev/null
+	cmake --build --preset release -j $(JOBS) --target modeldropd modeldrop-soak
+	./build/release/tests/soak/modeldrop-soak --work-dir build/soak $(SOAK_ARGS)
 
 # The Debian package, built offline: packaging/out/modeldrop_<version>_amd64.deb
 deb: deps

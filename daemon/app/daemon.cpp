@@ -3,6 +3,7 @@
 #include "app/daemon.hpp"
 
 #include "app/hash_stage.hpp"
+#include "app/job_file_actions.hpp"
 #include "app/status_line.hpp"
 #include "app/store_client.hpp"
 #include "app/systemd_notifier.hpp"
@@ -147,7 +148,21 @@ int Daemon::open_store() {
   return exit_code::kSuccess;
 }
 
+// SIGTERM, SIGINT and SIGHUP would kill the process with their default action until the
+// signal_set below handles them; blocked until then, they wait for it (a stop during a startup
+// that waits for an outside write lock still ends in an orderly exit 0). Threads started
+// meanwhile inherit the mask, so the signals are delivered to the main thread.
+void block_stop_signals(bool block) {
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGTERM);
+  sigaddset(&signals, SIGINT);
+  sigaddset(&signals, SIGHUP);
+  pthread_sigmask(block ? SIG_BLOCK : SIG_UNBLOCK, &signals, nullptr);
+}
+
 int Daemon::run() {
+  block_stop_signals(true);
   spdlog::info("modeldropd {} starting (config {}, database {})", kVersion, setup_.config_path.string(),
                setup_.config.database.string());
   register_secret(*setup_.token.token);
@@ -179,10 +194,20 @@ int Daemon::run() {
 
   // 4. Watcher: every watch is added before any directory is scanned, so no file slips
   //    between the scan and the watch (CONTRACT §7).
-  intake_ = std::make_unique<WatchIntake>(io_, *store_, clock_, [this] {
-    hashes_->sweep();
-    scheduler_->wake();
-  });
+  intake_ = std::make_unique<WatchIntake>(
+      io_, *store_, clock_,
+      [this] {
+        hashes_->sweep();
+        scheduler_->wake();
+      },
+      [this](const store::Job& job) {
+        if (!after_action_moves_file(job, setup_.config)) return;
+        spdlog::warn(
+            "job {}: {} is still where it was found after the job {} (modeldropd stopped before moving it); "
+            "doing it now",
+            job.id, job.current_path->string(), store::to_string(job.state));
+        dispose_of_job_file(job, setup_.config, *store_, clock_);
+      });
   watcher_ = std::make_unique<watch::DropWatcher>(io_, setup_.config.watch, *intake_);
   watcher_->start();
 
@@ -203,6 +228,7 @@ int Daemon::run() {
     signals_->async_wait(on_signal);
   };
   signals_->async_wait(on_signal);
+  block_stop_signals(false);  // a signal that arrived during startup is handled now
   hashes_->sweep();
   scheduler_->start();
   start_periodic_duties();

@@ -14,6 +14,14 @@ const config::WatchConfig* watch_of(const store::Job& job, const config::Config&
   return nullptr;
 }
 
+bool after_action_moves_file(const store::Job& job, const config::Config& config) {
+  const auto* watch = watch_of(job, config);
+  if (watch == nullptr) return false;
+  if (job.state == store::JobState::succeeded) return watch->on_success != config::SuccessAction::keep;
+  if (job.state == store::JobState::failed) return watch->on_failure != config::FailureAction::keep;
+  return false;
+}
+
 void dispose_of_job_file(const store::Job& job, const config::Config& config, StoreClient& store, const Clock& clock) {
   if (job.state != store::JobState::succeeded && job.state != store::JobState::failed) return;
   const auto* watch = watch_of(job, config);

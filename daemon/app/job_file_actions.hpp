@@ -14,6 +14,9 @@ namespace modeldrop::app {
 // and for watches removed by a reload.
 const config::WatchConfig* watch_of(const store::Job& job, const config::Config& config);
 
+// Whether the after-action of a succeeded or failed job moves or deletes its file.
+bool after_action_moves_file(const store::Job& job, const config::Config& config);
+
 // Applies the after-action for a succeeded or failed job; anything else is left alone.
 void dispose_of_job_file(const store::Job& job, const config::Config& config, StoreClient& store, const Clock& clock);
 

@@ -35,6 +35,9 @@ void WatchIntake::file_ready(const watch::ReadyFile& file) {
                     spdlog::info("job {}: {} changed before its upload; queued again", result->job, path.string());
                     break;
                   case store::EnqueueEffect::unchanged:
+                    if (result->state == store::JobState::succeeded || result->state == store::JobState::failed) {
+                      look_at_finished_job(result->job, path);
+                    }
                     return;
                 }
                 queued_();
@@ -53,6 +56,15 @@ void WatchIntake::retry_later(const watch::ReadyFile& file) {
     unqueued_.clear();
     for (const auto& [path, unqueued] : files) file_ready(unqueued);
   });
+}
+
+void WatchIntake::look_at_finished_job(store::JobId id, const std::filesystem::path& path) {
+  if (!finished_file_) return;
+  store_.call([id](store::JobStore& s) { return s.find_job(id); },
+              [this, path](Result<std::optional<store::Job>> job) {
+                // Moved or deleted already (current_path elsewhere or NULL): nothing was left behind.
+                if (job && *job && (*job)->current_path == path) finished_file_(**job);
+              });
 }
 
 void WatchIntake::file_removed(const std::filesystem::path& path) {

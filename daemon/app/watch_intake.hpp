@@ -5,6 +5,7 @@
 
 #include "app/store_client.hpp"
 #include "common/timestamp.hpp"
+#include "store/job_store.hpp"
 #include "watch/drop_watcher.hpp"
 
 #include <boost/asio/steady_timer.hpp>
@@ -16,19 +17,31 @@ namespace modeldrop::app {
 
 class WatchIntake final : public watch::WatchEvents {
  public:
-  // `queued` runs after a job was inserted or updated (the hash stage and scheduler look then).
-  WatchIntake(boost::asio::io_context& io, StoreClient& store, const Clock& clock, std::function<void()> queued)
-      : store_(store), clock_(clock), queued_(std::move(queued)), retry_timer_(io) {}
+  // A finished job whose file is still where it was found: the daemon stopped between the
+  // job's end and the file's move or delete (CONTRACT §3 on_success/on_failure).
+  using FinishedJobFile = std::function<void(const store::Job&)>;
+
+  // `queued` runs after a job was inserted or updated (the hash stage and scheduler look then);
+  // `finished_file` when a scan reports the very file of a succeeded or failed job, still in place.
+  WatchIntake(boost::asio::io_context& io, StoreClient& store, const Clock& clock, std::function<void()> queued,
+              FinishedJobFile finished_file = {})
+      : store_(store),
+        clock_(clock),
+        queued_(std::move(queued)),
+        finished_file_(std::move(finished_file)),
+        retry_timer_(io) {}
 
   void file_ready(const watch::ReadyFile& file) override;
   void file_removed(const std::filesystem::path& path) override;
 
  private:
   void retry_later(const watch::ReadyFile& file);
+  void look_at_finished_job(store::JobId id, const std::filesystem::path& path);
 
   StoreClient& store_;
   const Clock& clock_;
   std::function<void()> queued_;
+  FinishedJobFile finished_file_;
   // Files the store refused to queue: the watcher reports a file once, so they are tried again
   // here until they are queued, changed (reported anew) or removed.
   std::map<std::filesystem::path, watch::ReadyFile> unqueued_;

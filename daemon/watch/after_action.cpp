@@ -9,6 +9,7 @@
 #include <array>
 #include <cerrno>
 #include <cstdio>
+#include <cstring>
 #include <vector>
 
 namespace modeldrop::watch {
@@ -72,6 +73,23 @@ Result<std::optional<fs::path>> place_under_free_name(const fs::path& from, cons
                     std::to_string(kMaxNumberedNames) + " is taken");
 }
 
+// Gives the unnamed file `fd` (O_TMPFILE) the first free numbered name in `dir`; like
+// RENAME_NOREPLACE, linkat(2) never replaces a name that is taken.
+Result<fs::path> link_under_free_name(int fd, const fs::path& dir, std::string_view name) {
+  const std::string self = "/proc/self/fd/" + std::to_string(fd);
+  for (unsigned n = 0; n < kMaxNumberedNames; ++n) {
+    fs::path candidate = dir / numbered_name(name, n);
+    if (::linkat(AT_FDCWD, self.c_str(), AT_FDCWD, candidate.c_str(), AT_SYMLINK_FOLLOW) == 0) {
+      return Result<fs::path>(boost::system::in_place_value, std::move(candidate));
+    }
+    const int error = errno;
+    if (error == EEXIST) continue;
+    return errno_error("cannot name the copy " + candidate.string(), error);
+  }
+  return make_error("cannot move into " + dir.string() + ": every numbered name up to " +
+                    std::to_string(kMaxNumberedNames) + " is taken");
+}
+
 Result<void> copy_contents(int from, int to, std::uint64_t expected, const fs::path& file) {
   std::uint64_t copied = 0;
   bool kernel_copy = true;
@@ -112,6 +130,48 @@ Result<void> copy_contents(int from, int to, std::uint64_t expected, const fs::p
   return {};
 }
 
+// Whether the files behind two descriptors hold the same `size` bytes (read with pread: the
+// descriptors' offsets stay where they are).
+Result<bool> same_bytes(int a, int b, std::uint64_t size, const fs::path& file) {
+  std::vector<char> left(std::size_t{1} << 20);
+  std::vector<char> right(left.size());
+  for (std::uint64_t offset = 0; offset < size;) {
+    const auto want = static_cast<std::size_t>(std::min<std::uint64_t>(left.size(), size - offset));
+    const ssize_t l = ::pread(a, left.data(), want, static_cast<off_t>(offset));
+    const ssize_t r = ::pread(b, right.data(), want, static_cast<off_t>(offset));
+    if (l < 0 || r < 0) {
+      const int error = errno;
+      return errno_error("cannot compare " + file.string() + " with an earlier copy", error);
+    }
+    if (l != r || l == 0 || std::memcmp(left.data(), right.data(), static_cast<std::size_t>(l)) != 0) return false;
+    offset += static_cast<std::uint64_t>(l);
+  }
+  return true;
+}
+
+// The copy a crash left behind when it interrupted an earlier move of this very file between
+// naming the copy and removing the original: under `name` or a numbered name in `dir`, with the
+// original's size, mtime (kept by the copy) and bytes. Copies take the first free name, so the
+// search ends at the first name not taken.
+Result<std::optional<fs::path>> find_finished_copy(int source, const struct stat& original, const fs::path& dir,
+                                                   std::string_view name, const fs::path& file) {
+  for (unsigned n = 0; n < kMaxNumberedNames; ++n) {
+    fs::path candidate = dir / numbered_name(name, n);
+    struct stat st {};
+    if (::lstat(candidate.c_str(), &st) != 0) return std::optional<fs::path>();
+    if (!S_ISREG(st.st_mode) || st.st_size != original.st_size || st.st_mtim.tv_sec != original.st_mtim.tv_sec ||
+        st.st_mtim.tv_nsec != original.st_mtim.tv_nsec) {
+      continue;
+    }
+    FileDescriptor copy(::open(candidate.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC));
+    if (!copy.valid()) continue;
+    auto same = same_bytes(source, copy.get(), static_cast<std::uint64_t>(original.st_size), file);
+    if (!same) return same.error();
+    if (*same) return std::optional<fs::path>(std::move(candidate));
+  }
+  return std::optional<fs::path>();
+}
+
 Result<fs::path> move_across_filesystems(const fs::path& file, const fs::path& dir, std::string_view name) {
   FileDescriptor source(::open(file.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC));
   if (!source.valid()) {
@@ -125,15 +185,34 @@ Result<fs::path> move_across_filesystems(const fs::path& file, const fs::path& d
   }
   if (!S_ISREG(st.st_mode)) return make_error("cannot move " + file.string() + ": not a regular file");
 
-  // A dot name: ignored by any watcher that might see the done directory (CONTRACT §3).
-  std::string temporary = (dir / ("." + std::string(name) + ".modeldrop-XXXXXX")).string();
-  FileDescriptor copy(::mkostemp(temporary.data(), O_CLOEXEC));
+  // A crash after the copy got its name but before the original was removed: finish that move
+  // rather than make a second copy (name.1.tar).
+  auto finished = find_finished_copy(source.get(), st, dir, name, file);
+  if (!finished) return finished.error();
+  if (*finished) {
+    if (::unlink(file.c_str()) != 0) {
+      const int error = errno;
+      return errno_error("cannot remove " + file.string() + ", already copied to " + (*finished)->string(), error);
+    }
+    return Result<fs::path>(boost::system::in_place_value, std::move(**finished));
+  }
+
+  // The copy is an unnamed file (O_TMPFILE), named only once complete: a crash during the copy
+  // leaves nothing behind in `dir`. Where that is impossible (no O_TMPFILE, no /proc), a dot
+  // name, ignored by any watcher that might see the done directory (CONTRACT §3).
+  std::string temporary;
+  int fd = ::access("/proc/self/fd", X_OK) == 0 ? ::open(dir.c_str(), O_TMPFILE | O_WRONLY | O_CLOEXEC, 0600) : -1;
+  if (fd < 0 && (errno == EOPNOTSUPP || errno == EISDIR || errno == EINVAL || errno == ENOENT || errno == EACCES)) {
+    temporary = (dir / ("." + std::string(name) + ".modeldrop-XXXXXX")).string();
+    fd = ::mkostemp(temporary.data(), O_CLOEXEC);
+  }
+  FileDescriptor copy(fd);
   if (!copy.valid()) {
     const int error = errno;
     return errno_error("cannot create a temporary file in " + dir.string(), error);
   }
   const auto fail = [&](Error error) -> Result<fs::path> {
-    ::unlink(temporary.c_str());
+    if (!temporary.empty()) ::unlink(temporary.c_str());
     return error;
   };
 
@@ -145,15 +224,27 @@ Result<fs::path> move_across_filesystems(const fs::path& file, const fs::path& d
     const int error = errno;
     return fail(errno_error("cannot set the mode and times of the copy of " + file.string(), error));
   }
-  if (::fsync(copy.get()) != 0 || copy.close() != 0) {
+  if (::fsync(copy.get()) != 0) {
     const int error = errno;
     return fail(errno_error("cannot write the copy of " + file.string() + " to disk", error));
   }
-  auto placed = place_under_free_name(temporary, dir, name);
-  if (!placed) return fail(placed.error());
-  if (!placed->has_value())
-    return fail(make_error("cannot rename within " + dir.string() + ": reported as cross-device"));
-  const fs::path destination = **placed;
+  fs::path destination;
+  if (temporary.empty()) {
+    auto linked = link_under_free_name(copy.get(), dir, name);
+    if (!linked) return linked.error();
+    destination = std::move(*linked);
+    (void)copy.close();  // fsync has reported any write error
+  } else {
+    if (copy.close() != 0) {
+      const int error = errno;
+      return fail(errno_error("cannot write the copy of " + file.string() + " to disk", error));
+    }
+    auto placed = place_under_free_name(temporary, dir, name);
+    if (!placed) return fail(placed.error());
+    if (!placed->has_value())
+      return fail(make_error("cannot rename within " + dir.string() + ": reported as cross-device"));
+    destination = **placed;
+  }
 
   FileDescriptor directory(::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
   if (!directory.valid() || ::fsync(directory.get()) != 0) {

@@ -2,7 +2,10 @@
 // real inotify, in throwaway directories. Every wait is bounded.
 #include "daemon_fixture.hpp"
 
+#include <sqlite3.h>
+#include <sys/stat.h>
 #include <unistd.h>
+
 #include <csignal>
 #include <map>
 #include <set>
@@ -227,6 +230,70 @@ TEST_F(DaemonTest, SameContentIsNotSentTwice) {
   EXPECT_EQ(all[0].file_id, all[1].file_id);
   daemon->signal(SIGTERM);
   EXPECT_EQ(daemon->wait(10s), 0);
+}
+
+// Found by the soak (tests/soak): a SIGKILL after a success was committed but before the file
+// was moved (a cross-filesystem move copies for seconds) left the file in the drop directory
+// for good, since the same file is never queued twice. The restart's scan must finish the move.
+TEST_F(DaemonTest, FileOfASucceededJobLeftInPlaceByACrashIsMovedAtRestart) {
+  const auto file = drop("crashed.zip", 2048);
+  struct stat st {};
+  ASSERT_EQ(::stat(file.c_str(), &st), 0);
+  const store::FileIdentity identity{st.st_dev, st.st_ino, static_cast<std::uint64_t>(st.st_size),
+                                     std::int64_t{st.st_mtim.tv_sec} * 1000000000 + st.st_mtim.tv_nsec};
+  {
+    // What the killed daemon had committed: the job succeeded, its file not yet moved.
+    auto store = store::JobStore::open_for_daemon(database_);
+    ASSERT_TRUE(store) << store.error().message;
+    const auto now = std::chrono::system_clock::now();
+    store::NewJob job;
+    job.path = file;
+    job.watch_dir = incoming_;
+    job.file = identity;
+    const auto queued = store->enqueue(job, now);
+    ASSERT_TRUE(queued);
+    ASSERT_TRUE(store->claim_next(now));
+    ASSERT_TRUE(store->begin_attempt(queued->job, now));
+    store::AttemptReport report;
+    report.job = queued->job;
+    report.outcome = store::AttemptOutcome::succeeded;
+    report.http_status = 200;
+    report.bytes_sent = 2048;
+    report.next_state = JobState::succeeded;
+    report.file_id = "file-stored-before-the-crash";
+    report.file_status = "uploaded";
+    report.sent_file = identity;
+    ASSERT_TRUE(store->finish_attempt(report, now));
+  }
+  auto daemon = start_ready_daemon();
+  const auto moved = incoming_ / "done" / "crashed.zip";
+  ASSERT_TRUE(wait_until([&] { return std::filesystem::exists(moved); }, 20s)) << daemon->stderr_text();
+  EXPECT_FALSE(std::filesystem::exists(file));
+  EXPECT_TRUE(wait_until([&] { return !jobs().empty() && jobs().front().current_path == moved; }, 10s));
+  ASSERT_EQ(jobs().size(), 1u);
+  EXPECT_EQ(jobs().front().state, JobState::succeeded);
+  EXPECT_TRUE(api_->requests().empty()) << "a succeeded job is not sent again";
+  daemon->signal(SIGTERM);
+  EXPECT_EQ(daemon->wait(10s), 0);
+}
+
+// Found by the soak: a SIGTERM that arrived while the daemon was still starting (here: waiting
+// for an outside write lock to register itself) killed it by the signal's default action,
+// instead of the orderly stop and exit 0 of CONTRACT §7.
+TEST_F(DaemonTest, SigtermDuringStartupIsAnOrderlyStop) {
+  ASSERT_TRUE(store::JobStore::open_for_daemon(database_));
+  sqlite3* outside = nullptr;
+  ASSERT_EQ(sqlite3_open(database_.c_str(), &outside), SQLITE_OK);
+  ASSERT_EQ(sqlite3_exec(outside, "BEGIN IMMEDIATE", nullptr, nullptr, nullptr), SQLITE_OK);
+  auto daemon = start_daemon();
+  const bool starting = wait_until([&] { return daemon->stderr_text().find("starting") != std::string::npos; }, 10s);
+  daemon->signal(SIGTERM);  // while it waits for the lock (busy_timeout 5 s)
+  EXPECT_EQ(sqlite3_exec(outside, "COMMIT", nullptr, nullptr, nullptr), SQLITE_OK);
+  sqlite3_close(outside);
+  ASSERT_TRUE(starting) << daemon->stderr_text();
+  EXPECT_EQ(daemon->wait(15s), 0) << "signal " << daemon->terminating_signal().value_or(0) << "\n"
+                                  << daemon->stderr_text();
+  EXPECT_NE(daemon->stderr_text().find("SIGTERM: stopping"), std::string::npos) << daemon->stderr_text();
 }
 
 }  // namespace

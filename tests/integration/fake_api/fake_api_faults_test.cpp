@@ -2,6 +2,7 @@
 
 #include "fake_api_fixture.hpp"
 
+#include <algorithm>
 #include <thread>
 
 namespace modeldrop::test {
@@ -193,6 +194,67 @@ TEST_F(FakeApiFaultTest, ClientVanishingMidBodyIsRecordedWithoutAnAnswer) {
   EXPECT_GT(requests[0].body_bytes_read, 0u);
   EXPECT_LT(requests[0].body_bytes_read, body.size());
   EXPECT_TRUE(api().files().empty());
+}
+
+// Statuses of `count` small uploads sent one after another on one keep-alive connection.
+std::vector<int> upload_statuses(TlsTestClient& connection, int count) {
+  std::vector<int> statuses;
+  for (int i = 0; i < count; ++i) {
+    std::string body;
+    const std::string content = test_content(1024, static_cast<unsigned>(i));
+    body = multipart_body("mix-boundary", "\"m.zip\"", content);
+    if (!connection.write(upload_head("mix-boundary", body.size(), "test-token") + body)) break;
+    const auto response = connection.read_response();
+    if (!response) break;
+    statuses.push_back(response->status);
+  }
+  return statuses;
+}
+
+TEST_F(FakeApiFaultTest, FaultMixFailsASeededShareOfUploadsWithFaultsFromItsList) {
+  const std::vector<Fault> kinds{{.kind = FaultKind::status, .status = 503},
+                                 {.kind = FaultKind::status, .status = 429, .headers = {{"Retry-After", "1"}}}};
+  api().set_fault_mix(0.3, kinds, 42);
+  auto connection = client();
+  const auto first = upload_statuses(*connection, 60);
+  ASSERT_EQ(first.size(), 60u);
+  const auto failed = std::count_if(first.begin(), first.end(), [](int s) { return s != 200; });
+  // 30 % of 60 is 18; a seeded draw, so the bounds only guard against "never" and "always".
+  EXPECT_GE(failed, 8);
+  EXPECT_LE(failed, 30);
+  EXPECT_GT(std::count(first.begin(), first.end(), 503), 0);
+  EXPECT_GT(std::count(first.begin(), first.end(), 429), 0);
+
+  // Every stored file is named by the request that stored it; failed ones stored nothing.
+  const auto files = api().files();
+  const auto requests = api().requests();
+  ASSERT_EQ(requests.size(), 60u);
+  EXPECT_EQ(files.size(), static_cast<std::size_t>(60 - failed));
+  std::size_t file_index = 0;
+  for (const auto& record : requests) {
+    if (record.status == 200) {
+      EXPECT_EQ(record.fault, FaultKind::none);
+      ASSERT_LT(file_index, files.size());
+      EXPECT_EQ(record.file_id, files[file_index++].id);
+    } else {
+      EXPECT_EQ(record.fault, FaultKind::status);
+      EXPECT_TRUE(record.file_id.empty());
+    }
+  }
+
+  // The same seed draws the same sequence again.
+  api().set_fault_mix(0.3, kinds, 42);
+  EXPECT_EQ(upload_statuses(*connection, 60), first);
+  // Queued faults come first; probability 0 turns the mix off.
+  api().set_fault_mix(1.0, kinds, 7);
+  api().push_fault({.kind = FaultKind::status, .status = 418});
+  const auto queued_then_mix = upload_statuses(*connection, 3);
+  ASSERT_EQ(queued_then_mix.size(), 3u);
+  EXPECT_EQ(queued_then_mix[0], 418);
+  EXPECT_NE(queued_then_mix[1], 200);
+  EXPECT_NE(queued_then_mix[2], 200);
+  api().set_fault_mix(0.0, kinds, 7);
+  EXPECT_EQ(upload_statuses(*connection, 5), std::vector<int>(5, 200));
 }
 
 }  // namespace

@@ -141,6 +141,14 @@ TEST_F(FakeApiProcessTest, ControlApiScriptsFaultsAndReadsRecords) {
   EXPECT_EQ(call({"--data-binary", R"({"kind":"status","status":418})", at(*port, "/_fake/default-fault")}).status,
             200);
   EXPECT_EQ(upload_to(*port).status, 418);
+  // A fault mix comes before the default fault; a probability outside 0..1 is refused.
+  EXPECT_EQ(call({"--data-binary", R"({"probability":1,"seed":3,"faults":[{"kind":"status","status":502}]})",
+                  at(*port, "/_fake/fault-mix")})
+                .status,
+            200);
+  EXPECT_EQ(upload_to(*port).status, 502);
+  EXPECT_EQ(call({"--data-binary", R"({"probability":1.5,"faults":[]})", at(*port, "/_fake/fault-mix")}).status, 400);
+  EXPECT_EQ(call({"--data-binary", R"({"probability":0.5,"odds":1})", at(*port, "/_fake/fault-mix")}).status, 400);
   EXPECT_EQ(call({"--data-binary", R"({"kind":"bogus"})", at(*port, "/_fake/faults")}).status, 400);
   EXPECT_EQ(call({"--data-binary", R"({"kind":"status","colour":1})", at(*port, "/_fake/faults")}).status, 400);
 

@@ -37,6 +37,7 @@
 #include <iostream>
 #include <limits>
 #include <mutex>
+#include <random>
 #include <thread>
 
 namespace modeldrop::test {
@@ -86,13 +87,24 @@ struct ServerState {
   std::string token;
   std::deque<Fault> faults;
   Fault default_fault;
+  FaultMix mix;
+  std::mt19937_64 mix_random;
   std::vector<ReceivedFile> files;
   std::vector<RequestRecord> requests;
   boost::uuids::random_generator uuids;
 
   Fault take_fault() {
     std::lock_guard lock(mutex);
-    if (faults.empty()) return default_fault;
+    if (faults.empty()) {
+      if (mix.probability > 0 && !mix.faults.empty()) {
+        std::uniform_real_distribution<double> chance(0.0, 1.0);
+        if (chance(mix_random) < mix.probability) {
+          std::uniform_int_distribution<std::size_t> pick(0, mix.faults.size() - 1);
+          return mix.faults[pick(mix_random)];
+        }
+      }
+      return default_fault;
+    }
     Fault fault = std::move(faults.front());
     faults.pop_front();
     return fault;
@@ -104,6 +116,11 @@ struct ServerState {
   std::string current_token() const {
     std::lock_guard lock(mutex);
     return token;
+  }
+  void set_mix(FaultMix next) {
+    std::lock_guard lock(mutex);
+    mix_random.seed(next.seed);
+    mix = std::move(next);
   }
   std::string new_file_id() {
     std::lock_guard lock(mutex);
@@ -591,6 +608,7 @@ asio::awaitable<ConnectionNext> Connection::serve_upload_normally(RequestRecord 
   file.created_at =
       std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch()).count();
   record.status = 200;
+  record.file_id = file.id;
   {
     auto& state = server_.state();
     std::lock_guard lock(state.mutex);
@@ -698,6 +716,12 @@ asio::awaitable<ConnectionNext> Connection::serve_control(const std::string& pat
     }
     co_return co_await send(ok(R"({"ok":true})"));
   }
+  if (path == "/_fake/fault-mix" && method == http::verb::post) {
+    auto mix = fault_mix_from_json(body);
+    if (!mix) co_return co_await send(bad(mix.error().message));
+    state.set_mix(std::move(*mix));
+    co_return co_await send(ok(R"({"ok":true})"));
+  }
   if (path == "/_fake/token" && method == http::verb::post) {
     boost::json::error_code ec;
     const auto value = boost::json::parse(body, ec);
@@ -715,6 +739,7 @@ asio::awaitable<ConnectionNext> Connection::serve_control(const std::string& pat
       std::lock_guard lock(state.mutex);
       state.faults.clear();
       state.default_fault = Fault{};
+      state.mix = FaultMix{};
       state.files.clear();
       state.requests.clear();
     }
@@ -932,6 +957,10 @@ void FakeApi::set_default_fault(Fault fault) {
   auto& state = impl_->server.state();
   std::lock_guard lock(state.mutex);
   state.default_fault = std::move(fault);
+}
+
+void FakeApi::set_fault_mix(double probability, std::vector<Fault> faults, std::uint64_t seed) {
+  impl_->server.state().set_mix({.probability = probability, .faults = std::move(faults), .seed = seed});
 }
 
 void FakeApi::set_token(std::string token) {

@@ -59,6 +59,15 @@ struct Fault {
   std::chrono::milliseconds linger_for{std::chrono::seconds(2)};
 };
 
+// A seeded random share of failing uploads: each upload request that finds the fault queue
+// empty fails with probability `probability` (0..1), with a fault drawn uniformly from
+// `faults`; the others get the default fault. The same seed gives the same sequence of draws.
+struct FaultMix {
+  double probability = 0;
+  std::vector<Fault> faults{};
+  std::uint64_t seed = 0;
+};
+
 // One stored upload, as the server decoded it.
 struct ReceivedFile {
   std::string id;  // "file-<uuid>"
@@ -81,6 +90,7 @@ struct RequestRecord {
   FaultKind fault = FaultKind::none;
   std::uint64_t connection_id = 0;  // same id = same TCP connection (keep-alive)
   bool authorized = false;          // the header carried the token accepted at that moment
+  std::string file_id{};            // the ReceivedFile stored by this request, if any
 };
 
 struct FakeApiOptions {
@@ -107,6 +117,8 @@ class FakeApi {
   // with the queue empty the default fault (none unless set) applies.
   void push_fault(Fault fault);
   void set_default_fault(Fault fault);
+  // Between the queue and the default fault: see FaultMix. Probability 0 or no faults turns it off.
+  void set_fault_mix(double probability, std::vector<Fault> faults, std::uint64_t seed);
   void set_token(std::string token);
 
   [[nodiscard]] std::vector<ReceivedFile> files() const;

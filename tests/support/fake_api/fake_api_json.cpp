@@ -187,6 +187,45 @@ Result<Fault> fault_from_json(std::string_view text) {
   return fault_from_value(value);
 }
 
+Result<FaultMix> fault_mix_from_json(std::string_view text) {
+  json::error_code ec;
+  const auto value = json::parse(text, ec);
+  if (ec) return make_error("fault mix: invalid JSON: " + ec.message());
+  const auto* object = value.if_object();
+  if (object == nullptr) return make_error("fault mix: expected an object");
+  for (const auto& [key, unused] : *object) {
+    if (key != "probability" && key != "seed" && key != "faults") {
+      return make_error("unknown fault mix field '" + std::string(key) + "'");
+    }
+  }
+  FaultMix mix;
+  const auto probability = number_field<double>(*object, "probability", 0.0);
+  if (!probability) return probability.error();
+  if (!(probability.value() >= 0.0 && probability.value() <= 1.0)) {
+    return make_error("fault mix probability must be within 0..1");
+  }
+  mix.probability = probability.value();
+  const auto seed = number_field<std::uint64_t>(*object, "seed", 0);
+  if (!seed) return seed.error();
+  mix.seed = seed.value();
+  if (const auto* faults = object->if_contains("faults")) {
+    if (!faults->is_array()) return make_error("fault mix 'faults' must be an array");
+    for (const auto& item : faults->get_array()) {
+      auto fault = fault_from_value(item);
+      if (!fault) return fault.error();
+      mix.faults.push_back(std::move(*fault));
+    }
+  }
+  return mix;
+}
+
+std::string fault_mix_to_json(const FaultMix& mix) {
+  json::array faults;
+  for (const auto& fault : mix.faults) faults.push_back(fault_object(fault));
+  return json::serialize(
+      json::object{{"probability", mix.probability}, {"seed", mix.seed}, {"faults", std::move(faults)}});
+}
+
 std::string received_files_to_json(const std::vector<ReceivedFile>& files) {
   json::array array;
   for (const auto& file : files) array.push_back(received_file_object(file));
@@ -236,6 +275,7 @@ std::string request_records_to_json(const std::vector<RequestRecord>& records) {
         {"fault", fault_kind_name(record.fault)},
         {"connection_id", record.connection_id},
     };
+    object["file_id"] = record.file_id.empty() ? json::value(nullptr) : json::value(record.file_id);
     object["user_agent"] = record.user_agent ? json::value(*record.user_agent) : json::value(nullptr);
     array.push_back(std::move(object));
   }

@@ -21,6 +21,9 @@ std::string faults_to_json(const std::vector<Fault>& faults);
 // A JSON array of faults, or one fault object. Missing fields keep the struct's defaults.
 Result<std::vector<Fault>> faults_from_json(std::string_view text);
 Result<Fault> fault_from_json(std::string_view text);
+// {"probability": 0.3, "seed": 7, "faults": [...]}; probability must be within 0..1.
+Result<FaultMix> fault_mix_from_json(std::string_view text);
+std::string fault_mix_to_json(const FaultMix& mix);
 
 std::string received_files_to_json(const std::vector<ReceivedFile>& files);
 Result<std::vector<ReceivedFile>> received_files_from_json(std::string_view text);

@@ -5,7 +5,9 @@
 #include <gtest/gtest.h>
 
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
+#include <csignal>
 #include <cstdlib>
 #include <fstream>
 
@@ -115,6 +117,96 @@ TEST(AfterAction, MoveAcrossFilesystemsCopiesKeepsTimesAndNeverOverwrites) {
   for ([[maybe_unused]] const auto& entry : fs::directory_iterator(target / "done")) ++entries;
   EXPECT_EQ(entries, 2u);  // no temporary file left behind
   fs::remove_all(target);
+}
+
+// Bytes a process has written so far (/proc/<pid>/io), 0 when unknown.
+std::uint64_t bytes_written_by(pid_t pid) {
+  std::ifstream io("/proc/" + std::to_string(pid) + "/io");
+  std::string key;
+  std::uint64_t value = 0;
+  while (io >> key >> value) {
+    if (key == "wchar:") return value;
+  }
+  return 0;
+}
+
+// Found by the soak (tests/soak): a daemon killed while it copied an archive to a done directory
+// on another filesystem left a dot-named partial copy there for good. The copy is now unnamed
+// until complete.
+TEST(AfterAction, MoveAcrossFilesystemsKilledMidCopyLeavesNothingInTheTarget) {
+  TempDir target;
+  struct stat a {
+  }, b{};
+  ASSERT_EQ(::stat("/dev/shm", &b), 0);
+  ASSERT_EQ(::stat(target.path().c_str(), &a), 0);
+  ASSERT_NE(a.st_dev, b.st_dev) << "needs /dev/shm (tmpfs) on another filesystem than " << target.path();
+  std::string pattern = "/dev/shm/modeldrop-test-XXXXXX";
+  ASSERT_NE(::mkdtemp(pattern.data()), nullptr);
+  const fs::path source_dir = pattern;
+  // Sparse: costs no memory in the tmpfs, yet takes a while to copy (zeros are written out).
+  const fs::path file = source_dir / "big.tar";
+  { std::ofstream(file).put('x'); }
+  fs::resize_file(file, std::uint64_t{8} << 30);
+
+  const pid_t child = ::fork();
+  ASSERT_GE(child, 0);
+  if (child == 0) {
+    (void)move_into(file, target / "done");
+    ::_exit(0);
+  }
+  // Killed once a good part of the copy is written, certainly before it completes.
+  bool copying = false;
+  for (int i = 0; i < 20000 && !copying; ++i) {
+    copying = bytes_written_by(child) >= (std::uint64_t{64} << 20);
+    if (!copying) ::usleep(1000);
+  }
+  ::kill(child, SIGKILL);
+  int status = 0;
+  ::waitpid(child, &status, 0);
+  ASSERT_TRUE(copying) << "the copy never got going";
+  ASSERT_TRUE(WIFSIGNALED(status)) << "the 8 GiB copy finished before the kill";
+  EXPECT_TRUE(fs::exists(file)) << "killed mid-copy: the source stays";
+  std::vector<std::string> left;
+  for (const auto& entry : fs::directory_iterator(target / "done")) left.push_back(entry.path().filename().string());
+  EXPECT_TRUE(left.empty()) << "left behind: " << (left.empty() ? "" : left.front());
+  fs::remove_all(source_dir);
+}
+
+// Found by the soak: killed after the copy was named in the done directory but before the
+// original was removed, the restart moved the original again, as done/name.1.tar. A copy with
+// the original's size, mtime and bytes is now taken as that earlier move, finished.
+TEST(AfterAction, MoveAcrossFilesystemsFinishesAMoveACrashInterrupted) {
+  TempDir target;
+  std::string pattern = "/dev/shm/modeldrop-test-XXXXXX";
+  ASSERT_NE(::mkdtemp(pattern.data()), nullptr);
+  const fs::path source_dir = pattern;
+  const auto write = [](const fs::path& path, const std::string& content, fs::file_time_type mtime) {
+    std::ofstream(path, std::ios::binary) << content;
+    fs::last_write_time(path, mtime);
+  };
+  const auto mtime = fs::file_time_type::clock::now() - std::chrono::hours(1);
+  const std::string content(3 * 1024 * 1024 + 5, 'q');
+  fs::create_directories(target / "done");
+  write(source_dir / "model.tar", content, mtime);
+  write(target / "done/model.tar", "another archive, same name", mtime);
+  write(target / "done/model.1.tar", content, mtime);  // what the interrupted move had copied
+
+  const auto moved = move_into(source_dir / "model.tar", target / "done");
+  ASSERT_TRUE(moved) << moved.error().message;
+  EXPECT_EQ(*moved, target / "done/model.1.tar");
+  EXPECT_FALSE(fs::exists(source_dir / "model.tar"));
+  EXPECT_FALSE(fs::exists(target / "done/model.2.tar")) << "no second copy";
+
+  // Same size and mtime but other bytes is another file: copied under a free name.
+  std::string other = content;
+  other[content.size() / 2] = 'r';
+  write(source_dir / "model.tar", other, mtime);
+  const auto second = move_into(source_dir / "model.tar", target / "done");
+  ASSERT_TRUE(second) << second.error().message;
+  EXPECT_EQ(*second, target / "done/model.2.tar");
+  EXPECT_EQ(read_file(target / "done/model.2.tar"), other);
+  EXPECT_EQ(read_file(target / "done/model.1.tar"), content);
+  fs::remove_all(source_dir);
 }
 
 TEST(AfterAction, RemoveFileAndAlreadyGone) {
