@@ -90,22 +90,7 @@ boost::json::value json_number(const std::optional<T>& value) {
 }  // namespace
 
 std::string printable(std::string_view text) {
-  const std::string valid = sanitize_utf8(text);
-  std::string out;
-  out.reserve(valid.size());
-  for (const char c : valid) {
-    const auto byte = static_cast<unsigned char>(c);
-    if (c == '\n') {
-      out += "\\n";
-    } else if (c == '\t') {
-      out += "\\t";
-    } else if (byte < 0x20 || byte == 0x7f) {
-      out += fmt::format("\\x{:02x}", byte);
-    } else {
-      out.push_back(c);
-    }
-  }
-  return out;
+  return one_printable_line(text, Tabs::escape);
 }
 
 std::string format_span(std::chrono::seconds span) {

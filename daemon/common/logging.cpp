@@ -100,30 +100,6 @@ class StderrSink final : public spdlog::sinks::base_sink<std::mutex> {
   LogSettings settings_;
 };
 
-// One log record is one line of valid UTF-8: file names may hold any byte but '/' and NUL, and a
-// newline in one must not forge a second line, nor invalid UTF-8 turn a journal entry into a blob.
-std::string one_printable_line(std::string_view text) {
-  static constexpr std::string_view kHexDigits = "0123456789abcdef";
-  const std::string valid = sanitize_utf8(text);
-  std::string out;
-  out.reserve(valid.size());
-  for (const char c : valid) {
-    const auto byte = static_cast<unsigned char>(c);
-    if (c == '\n') {
-      out += "\\n";
-    } else if (c == '\r') {
-      out += "\\r";
-    } else if ((byte < 0x20 && c != '\t') || byte == 0x7F) {
-      out += "\\x";
-      out += kHexDigits[byte >> 4U];
-      out += kHexDigits[byte & 0x0FU];
-    } else {
-      out += c;
-    }
-  }
-  return out;
-}
-
 }  // namespace
 
 std::optional<LogLevel> parse_log_level(std::string_view name) {
@@ -161,9 +137,9 @@ std::string format_log_line(const LogSettings& settings, spdlog::level::level_en
     line += "{\"ts\":\"" + format_timestamp(when) + "\",\"level\":\"" + std::string(level_name(level)) +
             "\",\"msg\":" + boost::json::serialize(boost::json::string(sanitize_utf8(text))) + "}";
   } else if (settings.journald) {
-    line += "<" + std::to_string(syslog_priority(level)) + ">" + one_printable_line(text);
+    line += "<" + std::to_string(syslog_priority(level)) + ">" + one_printable_line(text, Tabs::keep);
   } else {
-    line += format_timestamp(when) + " " + std::string(level_name(level)) + " " + one_printable_line(text);
+    line += format_timestamp(when) + " " + std::string(level_name(level)) + " " + one_printable_line(text, Tabs::keep);
   }
   line += '\n';
   return line;

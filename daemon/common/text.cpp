@@ -94,4 +94,28 @@ std::string sanitize_utf8(std::string_view text) {
   return out;
 }
 
+std::string one_printable_line(std::string_view text, Tabs tabs) {
+  static constexpr std::string_view kHexDigits = "0123456789abcdef";
+  const std::string valid = sanitize_utf8(text);
+  std::string out;
+  out.reserve(valid.size());
+  for (const char c : valid) {
+    const auto byte = static_cast<unsigned char>(c);
+    if (c == '\n') {
+      out += "\\n";
+    } else if (c == '\r') {
+      out += "\\r";
+    } else if (c == '\t') {
+      out += tabs == Tabs::keep ? "\t" : "\\t";
+    } else if (byte < 0x20 || byte == 0x7F) {
+      out += "\\x";
+      out += kHexDigits[byte >> 4U];
+      out += kHexDigits[byte & 0x0FU];
+    } else {
+      out += c;
+    }
+  }
+  return out;
+}
+
 }  // namespace modeldrop

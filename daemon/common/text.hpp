@@ -19,4 +19,11 @@ std::optional<std::string> closest_match(std::string_view word, std::span<const 
 // Invalid UTF-8 sequences replaced by U+FFFD, so the text can go into JSON (CONTRACT §2).
 std::string sanitize_utf8(std::string_view text);
 
+// Text that may hold any byte (a file name, an API's error) as one line of valid UTF-8 for a
+// terminal or a log: invalid UTF-8 becomes U+FFFD; newline, carriage return and the other
+// control characters become the escapes \n, \r and \xNN, so a name can neither forge a line
+// nor send escape codes. A tab is kept (logs) or shown as \t (tables, whose columns it breaks).
+enum class Tabs { keep, escape };
+std::string one_printable_line(std::string_view text, Tabs tabs);
+
 }  // namespace modeldrop

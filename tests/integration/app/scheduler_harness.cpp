@@ -1,5 +1,7 @@
 #include "integration/app/scheduler_harness.hpp"
 
+#include "support/pseudo_random_file.hpp"
+
 #include <spdlog/sinks/base_sink.h>
 
 #include <sys/stat.h>
@@ -96,16 +98,7 @@ void SchedulerTest::stop() {
 
 std::filesystem::path SchedulerTest::write_archive(const std::string& name, std::size_t bytes, unsigned seed) {
   const auto path = dir_ / name;
-  std::mt19937_64 rng(seed != 0 ? seed : std::hash<std::string>{}(name));
-  std::ofstream out(path, std::ios::binary);
-  std::vector<std::uint64_t> block(8192);
-  std::size_t left = bytes;
-  while (left > 0) {
-    for (auto& word : block) word = rng();
-    const std::size_t n = std::min(left, block.size() * sizeof(std::uint64_t));
-    out.write(reinterpret_cast<const char*>(block.data()), static_cast<std::streamsize>(n));
-    left -= n;
-  }
+  write_pseudo_random_file(path, bytes, seed != 0 ? seed : std::hash<std::string>{}(name));
   return path;
 }
 

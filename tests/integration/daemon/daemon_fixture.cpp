@@ -1,5 +1,7 @@
 #include "daemon_fixture.hpp"
 
+#include "support/pseudo_random_file.hpp"
+
 #include <openssl/evp.h>
 
 #include <fstream>
@@ -83,18 +85,7 @@ std::filesystem::path DaemonTest::drop(const std::string& name, std::size_t byte
   // A short temporary name: `name` itself may be as long as a name can be (NAME_MAX).
   static int drops = 0;
   const auto temp = target_dir / (".drop-" + std::to_string(++drops) + ".part");
-  std::mt19937_64 rng(std::hash<std::string>{}(name));
-  {
-    std::ofstream out(temp, std::ios::binary);
-    std::vector<std::uint64_t> block(8192);
-    std::size_t left = bytes;
-    while (left > 0) {
-      for (auto& word : block) word = rng();
-      const std::size_t n = std::min(left, block.size() * sizeof(std::uint64_t));
-      out.write(reinterpret_cast<const char*>(block.data()), static_cast<std::streamsize>(n));
-      left -= n;
-    }
-  }
+  write_pseudo_random_file(temp, bytes, std::hash<std::string>{}(name));
   const auto final_path = target_dir / name;
   std::filesystem::rename(temp, final_path);
   return final_path;

@@ -37,3 +37,17 @@ TEST(SanitizeUtf8, KeepsValidReplacesInvalid) {
 
 }  // namespace
 }  // namespace modeldrop
+
+namespace modeldrop {
+namespace {
+
+TEST(OnePrintableLine, EscapesControlCharactersAndReplacesInvalidUtf8) {
+  EXPECT_EQ(one_printable_line("plain/café.zip", Tabs::keep), "plain/café.zip");
+  EXPECT_EQ(one_printable_line("a\nb\rc\x1b[31m\x7f", Tabs::keep), "a\\nb\\rc\\x1b[31m\\x7f");
+  EXPECT_EQ(one_printable_line("caf\xe9", Tabs::escape), "caf\xEF\xBF\xBD");
+  EXPECT_EQ(one_printable_line("a\tb", Tabs::keep), "a\tb");
+  EXPECT_EQ(one_printable_line("a\tb", Tabs::escape), "a\\tb");
+}
+
+}  // namespace
+}  // namespace modeldrop
