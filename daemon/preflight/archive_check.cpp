@@ -8,7 +8,9 @@
 #include <archive.h>
 #include <archive_entry.h>
 
+#include <locale.h>
 #include <cerrno>
+#include <clocale>
 #include <memory>
 #include <vector>
 
@@ -75,6 +77,25 @@ la_ssize_t feed_read(struct archive* reader, void* client, const void** buffer) 
   archive_set_error(reader, EIO, "stopped by the reader");
   return ARCHIVE_FATAL;
 }
+
+// libarchive turns a name it knows to be UTF-8 (zip's flag, pax) into the thread's locale and
+// loses it in the C locale the daemon runs in; under C.UTF-8 it keeps the name's bytes.
+class Utf8Names {
+ public:
+  Utf8Names() : previous_(utf8() != locale_t{} ? uselocale(utf8()) : locale_t{}) {}
+  ~Utf8Names() {
+    if (previous_ != locale_t{}) uselocale(previous_);
+  }
+  Utf8Names(const Utf8Names&) = delete;
+  Utf8Names& operator=(const Utf8Names&) = delete;
+
+ private:
+  static locale_t utf8() {
+    static const locale_t locale = newlocale(LC_CTYPE_MASK, "C.UTF-8", locale_t{});
+    return locale;
+  }
+  locale_t previous_;
+};
 
 using ArchiveReader = std::unique_ptr<struct archive, decltype(&archive_read_free)>;
 
@@ -269,6 +290,7 @@ Result<CheckVerdict> check_archive(ArchiveValidation validation, ArchiveKind kin
     if (validation == ArchiveValidation::archive) return CheckVerdict{};
     return CheckVerdict{"not a .zip, .tar, .tar.gz or .tgz file"};
   }
+  const Utf8Names utf8_names;
   return ArchiveWalk(validation, kind, read_next, limits).run();
 }
 

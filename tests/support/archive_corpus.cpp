@@ -3,6 +3,8 @@
 #include <archive.h>
 #include <archive_entry.h>
 
+#include <locale.h>
+#include <clocale>
 #include <cstdint>
 #include <memory>
 #include <stdexcept>
@@ -10,6 +12,8 @@
 namespace modeldrop::test {
 
 namespace {
+
+void write_archive(ArchiveFormat format, const std::vector<ArchiveMember>& members, std::string& bytes);
 
 la_ssize_t append_to_string(struct archive* /*writer*/, void* client, const void* buffer, std::size_t length) {
   static_cast<std::string*>(client)->append(static_cast<const char*>(buffer), length);
@@ -171,7 +175,25 @@ void add_tar_gz_cases(std::vector<ArchiveCase>& cases) {
 }  // namespace
 
 std::string make_archive(ArchiveFormat format, const std::vector<ArchiveMember>& members) {
+  // Under a UTF-8 locale libarchive marks non-ASCII names as UTF-8 (zip's flag), as most tools do.
+  const locale_t utf8 = newlocale(LC_CTYPE_MASK, "C.UTF-8", locale_t{});
+  const locale_t previous = uselocale(utf8);
   std::string bytes;
+  try {
+    write_archive(format, members, bytes);
+  } catch (...) {
+    uselocale(previous);
+    freelocale(utf8);
+    throw;
+  }
+  uselocale(previous);
+  freelocale(utf8);
+  return bytes;
+}
+
+namespace {
+
+void write_archive(ArchiveFormat format, const std::vector<ArchiveMember>& members, std::string& bytes) {
   std::unique_ptr<struct archive, decltype(&archive_write_free)> writer(archive_write_new(), &archive_write_free);
   set_format(writer.get(), format);
   must(archive_write_set_bytes_in_last_block(writer.get(), 1), writer.get());  // no padding after the end
@@ -180,7 +202,7 @@ std::string make_archive(ArchiveFormat format, const std::vector<ArchiveMember>&
     std::unique_ptr<struct archive_entry, decltype(&archive_entry_free)> entry(archive_entry_new(),
                                                                                &archive_entry_free);
     const bool directory = !member.name.empty() && member.name.back() == '/';
-    archive_entry_set_pathname(entry.get(), member.name.c_str());
+    archive_entry_set_pathname_utf8(entry.get(), member.name.c_str());
     archive_entry_set_filetype(entry.get(), directory ? AE_IFDIR : AE_IFREG);
     archive_entry_set_perm(entry.get(), directory ? 0755 : 0644);
     archive_entry_set_size(entry.get(), static_cast<la_int64_t>(member.content.size()));
@@ -192,8 +214,9 @@ std::string make_archive(ArchiveFormat format, const std::vector<ArchiveMember>&
     }
   }
   must(archive_write_close(writer.get()), writer.get());
-  return bytes;
 }
+
+}  // namespace
 
 std::string make_safetensors(int tensors, int values) {
   std::string header = "{";
@@ -219,6 +242,7 @@ std::vector<ArchiveCase> broken_archive_cases() {
 
 std::vector<ArchiveCase> good_archive_cases() {
   const auto members = model_members();
+  const std::vector<ArchiveMember> utf8_members{{"modèle/", ""}, {"modèle/poids €.bin", noise(70 * 1024, 3)}};
   return {{"good.zip", make_archive(ArchiveFormat::zip_deflated, members), "archive", std::nullopt},
           {"good-stored.zip", make_archive(ArchiveFormat::zip_stored, members), "archive", std::nullopt},
           {"no-members.zip", make_archive(ArchiveFormat::zip_deflated, {}), "archive", std::nullopt},
@@ -226,7 +250,9 @@ std::vector<ArchiveCase> good_archive_cases() {
           {"no-members.tar", make_archive(ArchiveFormat::tar, {}), "archive", std::nullopt},
           {"good.tar.gz", make_archive(ArchiveFormat::tar_gz, members), "archive", std::nullopt},
           {"GOOD.TGZ", make_archive(ArchiveFormat::tar_gz, members), "archive", std::nullopt},
-          {"weights.safetensors", "not an archive, sent unchecked", "archive", std::nullopt}};
+          {"weights.safetensors", "not an archive, sent unchecked", "archive", std::nullopt},
+          {"utf8-names.zip", make_archive(ArchiveFormat::zip_deflated, utf8_members), "archive", std::nullopt},
+          {"utf8-names.tar.gz", make_archive(ArchiveFormat::tar_gz, utf8_members), "archive", std::nullopt}};
 }
 
 std::vector<ArchiveCase> adapter_cases() {
