@@ -39,6 +39,7 @@ struct Request {
   bool all_failed = false;
   std::vector<std::string> paths;
   std::optional<std::string> project;
+  std::string validate = "archive";
 };
 
 void print_error(const std::string& message) {
@@ -177,7 +178,8 @@ std::optional<std::string_view> hidden_from_service(const std::filesystem::path&
 }
 
 // A readable regular file, as the daemon will find it: its real path and identity.
-Result<store::NewJob> describe_file(const std::string& given, const std::optional<std::string>& project) {
+Result<store::NewJob> describe_file(const std::string& given, const std::optional<std::string>& project,
+                                    preflight::ArchiveValidation validate) {
   std::error_code ec;
   const auto real = std::filesystem::canonical(given, ec);
   if (ec) return errno_error("cannot add " + given, ec.value());
@@ -192,6 +194,7 @@ Result<store::NewJob> describe_file(const std::string& given, const std::optiona
   store::NewJob job;
   job.path = real;
   job.project_id = project;
+  job.validate = validate;
   // dev_t, ino_t and time_t are 64-bit on Linux; st_size is never negative for a regular file.
   job.file.device = info.st_dev;
   job.file.inode = info.st_ino;
@@ -203,7 +206,9 @@ Result<store::NewJob> describe_file(const std::string& given, const std::optiona
 int add_command(JobStore& store, const Request& request) {
   int rc = exit_code::kSuccess;
   for (const auto& given : request.paths) {
-    auto job = describe_file(given, request.project);
+    auto job = describe_file(
+        given, request.project,
+        preflight::parse_archive_validation(request.validate).value_or(preflight::ArchiveValidation::archive));
     if (!job) {
       print_error(printable(job.error().message));
       rc = exit_code::kRuntimeError;
@@ -299,6 +304,9 @@ int run_cli_command(int argc, char** argv) {
   add->add_option("PATH", request.paths, "files to upload")->required();
   add->add_option("--project", request.project, "ai_project_id to send (default: the daemon's api.project_id)")
       ->check([](const std::string& value) { return value.empty() ? std::string("must not be empty") : ""; });
+  add->add_option("--validate", request.validate,
+                  "archive check before the last bytes are sent: archive (default), adapter, none")
+      ->check(CLI::IsMember({"archive", "adapter", "none"}));
   auto* pause = cli.add_subcommand("pause", "hold all new uploads, across daemon restarts, until resume");
   auto* resume = cli.add_subcommand("resume", "release the uploads held by pause");
 

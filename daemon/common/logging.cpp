@@ -3,6 +3,7 @@
 #include "common/text.hpp"
 #include "common/timestamp.hpp"
 
+#include <fmt/format.h>
 #include <spdlog/sinks/base_sink.h>
 #include <boost/json/serialize.hpp>
 #include <boost/json/string.hpp>
@@ -130,16 +131,18 @@ bool stderr_is_journal() {
 std::string format_log_line(const LogSettings& settings, spdlog::level::level_enum level, std::string_view message,
                             std::chrono::system_clock::time_point when) {
   const std::string text = redact(std::string(message));
+  // fmt, not `"<" + std::to_string(...)`: gcc 12 at -O3 reports a false -Wrestrict inside
+  // std::string's operator+(const char*, string&&).
   std::string line;
   if (settings.format == LogFormat::json) {
     // One JSON object per line; journald still gets the priority prefix to sort by.
-    if (settings.journald) line += "<" + std::to_string(syslog_priority(level)) + ">";
-    line += "{\"ts\":\"" + format_timestamp(when) + "\",\"level\":\"" + std::string(level_name(level)) +
-            "\",\"msg\":" + boost::json::serialize(boost::json::string(sanitize_utf8(text))) + "}";
+    if (settings.journald) line += fmt::format("<{}>", syslog_priority(level));
+    line += fmt::format(R"({{"ts":"{}","level":"{}","msg":{}}})", format_timestamp(when), level_name(level),
+                        boost::json::serialize(boost::json::string(sanitize_utf8(text))));
   } else if (settings.journald) {
-    line += "<" + std::to_string(syslog_priority(level)) + ">" + one_printable_line(text, Tabs::keep);
+    line += fmt::format("<{}>{}", syslog_priority(level), one_printable_line(text, Tabs::keep));
   } else {
-    line += format_timestamp(when) + " " + std::string(level_name(level)) + " " + one_printable_line(text, Tabs::keep);
+    line += fmt::format("{} {} {}", format_timestamp(when), level_name(level), one_printable_line(text, Tabs::keep));
   }
   line += '\n';
   return line;

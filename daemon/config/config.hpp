@@ -2,6 +2,7 @@
 
 #include "common/duration.hpp"
 #include "common/logging.hpp"
+#include "preflight/archive_validation.hpp"
 
 #include <cstdint>
 #include <filesystem>
@@ -50,6 +51,10 @@ struct WatchConfig {
   FailureAction on_failure = FailureAction::move;
   std::filesystem::path done_dir;    // absolute; default <path>/done
   std::filesystem::path failed_dir;  // absolute; default <path>/failed
+  preflight::ArchiveValidation validate = preflight::ArchiveValidation::archive;
+
+  // Every setting compared, so a reload notices any changed key (new ones included).
+  bool operator==(const WatchConfig&) const = default;
 };
 
 struct LogConfig {

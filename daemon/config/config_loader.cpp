@@ -19,13 +19,13 @@ namespace fs = std::filesystem;
 
 constexpr std::array<std::string_view, 6> kTopKeys{"api", "upload", "retry", "database", "watch", "log"};
 // Keys CONTRACT §10 and §11 reserve for features not built yet: named as such, not as typos.
-constexpr std::array<std::string_view, 3> kPlannedKeys{"metrics", "validate", "register"};
+constexpr std::array<std::string_view, 2> kPlannedKeys{"metrics", "register"};
 constexpr std::array<std::string_view, 7> kApiKeys{"base_url", "token_file",      "project_id",  "ca_file",
                                                    "proxy",    "connect_timeout", "idle_timeout"};
 constexpr std::array<std::string_view, 3> kUploadKeys{"sessions", "max_bytes_per_second", "dedupe"};
 constexpr std::array<std::string_view, 4> kRetryKeys{"initial_backoff", "max_backoff", "max_attempts", "give_up_after"};
-constexpr std::array<std::string_view, 9> kWatchKeys{"path",       "project_id", "patterns", "recursive", "settle",
-                                                     "on_success", "on_failure", "done_dir", "failed_dir"};
+constexpr std::array<std::string_view, 10> kWatchKeys{"path",       "project_id", "patterns", "recursive",  "settle",
+                                                      "on_success", "on_failure", "done_dir", "failed_dir", "validate"};
 constexpr std::array<std::string_view, 2> kLogKeys{"level", "format"};
 
 bool is_loopback_host(std::string_view host) {
@@ -427,6 +427,11 @@ class ConfigReader {
         {{"move", FailureAction::move}, {"keep", FailureAction::keep}}};
     if (auto v = read_enum(entry["on_success"], path + ".on_success", kSuccess)) watch.on_success = *v;
     if (auto v = read_enum(entry["on_failure"], path + ".on_failure", kFailure)) watch.on_failure = *v;
+    constexpr std::array<std::pair<std::string_view, preflight::ArchiveValidation>, 3> kValidate{
+        {{"archive", preflight::ArchiveValidation::archive},
+         {"adapter", preflight::ArchiveValidation::adapter},
+         {"none", preflight::ArchiveValidation::none}}};
+    if (auto v = read_enum(entry["validate"], path + ".validate", kValidate)) watch.validate = *v;
     auto done = read_path(entry["done_dir"], path + ".done_dir", true);
     auto failed = read_path(entry["failed_dir"], path + ".failed_dir", true);
     if (!dir) return std::nullopt;

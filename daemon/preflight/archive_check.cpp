@@ -16,25 +16,6 @@
 
 namespace modeldrop::preflight {
 
-std::string_view to_string(ArchiveValidation validation) {
-  switch (validation) {
-    case ArchiveValidation::archive:
-      return "archive";
-    case ArchiveValidation::adapter:
-      return "adapter";
-    case ArchiveValidation::none:
-      return "none";
-  }
-  return "archive";
-}
-
-std::optional<ArchiveValidation> parse_archive_validation(std::string_view text) {
-  if (text == "archive") return ArchiveValidation::archive;
-  if (text == "adapter") return ArchiveValidation::adapter;
-  if (text == "none") return ArchiveValidation::none;
-  return std::nullopt;
-}
-
 ArchiveKind archive_kind_of(std::string_view file_name) {
   const std::string name = ascii_lower(file_name);
   const auto ends_with = [&](std::string_view suffix) {

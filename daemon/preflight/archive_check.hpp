@@ -5,6 +5,7 @@
 // read each archive once for both the check and its SHA-256.
 
 #include "common/error.hpp"
+#include "preflight/archive_validation.hpp"
 
 #include <cstddef>
 #include <cstdint>
@@ -15,12 +16,6 @@
 #include <string_view>
 
 namespace modeldrop::preflight {
-
-// What a watch (or `modeldrop add --validate`) asks of its archives.
-enum class ArchiveValidation { archive, adapter, none };
-
-std::string_view to_string(ArchiveValidation validation);
-std::optional<ArchiveValidation> parse_archive_validation(std::string_view text);
 
 // The container, from the file name's extension (case-insensitive): .zip, .tar, .tar.gz/.tgz.
 enum class ArchiveKind { zip, tar, tar_gz, not_an_archive };

@@ -62,7 +62,7 @@ constexpr std::string_view kJobColumns =
     "id, path, current_path, watch_dir, project_id, size_bytes, sha256, state, attempts, next_attempt_at, "
     "bytes_sent, file_id, file_status, file_status_details, http_status, last_error, created_at, updated_at, "
     "finished_at, device, inode, mtime_ns, budget_started_at, progress_at_ms, upload_rate_bytes_per_s, "
-    "duplicate_of";
+    "duplicate_of, validate";
 
 // "SELECT <job columns> FROM jobs <rest>", built once per call site.
 std::string select_jobs(std::string_view rest) {
@@ -143,6 +143,8 @@ Job read_job(const Statement& row) {
   if (auto ms = row.optional_int64(23)) job.progress_at = WallTime{std::chrono::milliseconds(*ms)};
   job.upload_rate_bytes_per_s = row.optional_real(24);
   job.duplicate_of = row.optional_int64(25);
+  job.validate = preflight::parse_archive_validation(row.optional_text(26).value_or("archive"))
+                     .value_or(preflight::ArchiveValidation::archive);
   return job;
 }
 
@@ -481,6 +483,19 @@ Result<std::optional<WallTime>> JobStore::paused_since() {
 
 // ---- Queueing
 
+namespace {
+
+// The archive check the queued (or re-queued) file gets: the watch's setting when it was queued.
+Result<void> record_validate(Connection& db, JobId job, preflight::ArchiveValidation validate) {
+  auto update = db.prepare("UPDATE jobs SET validate = ?2 WHERE id = ?1");
+  if (!update) return update.error();
+  StatementReset reset(**update);
+  (*update)->bind_all(job, std::string(preflight::to_string(validate)));
+  return (*update)->run();
+}
+
+}  // namespace
+
 Result<EnqueueResult> JobStore::enqueue(const NewJob& job, WallTime now) {
   if (!job.path.is_absolute()) return invalid("cannot queue " + job.path.string() + ": the path must be absolute");
   auto write = AtomicWrite::begin(db_);
@@ -571,6 +586,7 @@ Result<EnqueueResult> JobStore::enqueue(const NewJob& job, WallTime now) {
     result = {(*insert)->int64(0), EnqueueEffect::inserted, JobState::pending};
     if (auto done = (*insert)->run(); !done) return done.error();
   }
+  if (auto recorded = record_validate(db_, result.job, job.validate); !recorded) return recorded.error();
   if (auto committed = write->commit(); !committed) return committed.error();
   return result;
 }

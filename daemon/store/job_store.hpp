@@ -7,6 +7,7 @@
 
 #include "common/error.hpp"
 #include "common/timestamp.hpp"
+#include "preflight/archive_validation.hpp"
 #include "store/sqlite.hpp"
 #include "store/store_error.hpp"
 
@@ -71,6 +72,7 @@ struct Job {
   std::optional<WallTime> progress_at;            // last record_progress of the current attempt
   std::optional<double> upload_rate_bytes_per_s;  // smoothed, of the current attempt
   std::optional<JobId> duplicate_of;              // dedupe: the succeeded job whose upload this one reuses
+  preflight::ArchiveValidation validate = preflight::ArchiveValidation::archive;  // NULL (version 1 jobs): archive
 };
 
 // One row of `attempts`.
@@ -96,7 +98,8 @@ struct NewJob {
   std::optional<std::filesystem::path> watch_dir;  // none for `modeldrop add`
   std::optional<std::string> project_id;           // none: the daemon sends api.project_id, if any
   FileIdentity file;
-  std::optional<WallTime> next_attempt_at;  // none: due now
+  std::optional<WallTime> next_attempt_at;                                        // none: due now
+  preflight::ArchiveValidation validate = preflight::ArchiveValidation::archive;  // the watch's, or `add --validate`
 };
 
 enum class EnqueueEffect {

@@ -77,12 +77,6 @@ std::string watch_limit_problem() {
          "; raise it, e.g. sysctl -w fs.inotify.max_user_watches=524288)";
 }
 
-bool same_settings(const config::WatchConfig& a, const config::WatchConfig& b) {
-  return a.path == b.path && a.project_id == b.project_id && a.patterns == b.patterns && a.recursive == b.recursive &&
-         a.settle == b.settle && a.on_success == b.on_success && a.on_failure == b.on_failure &&
-         a.done_dir == b.done_dir && a.failed_dir == b.failed_dir;
-}
-
 struct Root {
   config::WatchConfig config;
   std::string path;  // normalised config.path
@@ -193,7 +187,7 @@ class DropWatcher::Impl : public std::enable_shared_from_this<DropWatcher::Impl>
     for (std::size_t i = 0; i < watches.size(); ++i) {
       auto excluded = excluded_for(watches[i], watches);
       auto same = std::find_if(roots_.begin(), roots_.end(), [&](const std::unique_ptr<Root>& old) {
-        return old && same_settings(old->config, watches[i]) && old->excluded == excluded;
+        return old && old->config == watches[i] && old->excluded == excluded;
       });
       if (same != roots_.end()) {
         next.push_back(std::move(*same));
@@ -468,7 +462,7 @@ class DropWatcher::Impl : public std::enable_shared_from_this<DropWatcher::Impl>
     known.reported_state = state;
     const Root& root = *known.root;
     events_.file_ready(ReadyFile{path, root.index, root.config.path, root.config.project_id, state.device, state.inode,
-                                 state.size, state.mtime_ns, state.ctime_ns});
+                                 state.size, state.mtime_ns, state.ctime_ns, root.config.validate});
   }
 
   // The root's own watch: inotify_add_watch follows a configured symlink here, and only here.

@@ -29,6 +29,7 @@ struct ReadyFile {
   std::uint64_t size = 0;
   std::int64_t mtime_ns = 0;
   std::int64_t ctime_ns = 0;
+  preflight::ArchiveValidation validate = preflight::ArchiveValidation::archive;  // the watch's `validate`
 };
 
 // Where the watcher's findings go (the daemon connects it to the job store). Called on the

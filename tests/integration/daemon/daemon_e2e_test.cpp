@@ -150,6 +150,28 @@ TEST_F(DaemonTest, SighupAddingAWatchDirectoryPicksUpItsFiles) {
   EXPECT_EQ(daemon->wait(10s), 0);
 }
 
+// A reload that changes nothing but a watch's `validate` still takes effect: the watch
+// settings are compared whole, so no key can be left out of the comparison.
+TEST_F(DaemonTest, SighupChangingOnlyValidateTakesEffect) {
+  auto daemon = start_ready_daemon();
+  drop("before.zip", 1000);
+  ASSERT_TRUE(wait_until([&] { return jobs().size() == 1; }, 30s)) << daemon->stderr_text();
+  config_options_.incoming_watch += "    validate: none\n";
+  write_config();
+  daemon->signal(SIGHUP);
+  ASSERT_TRUE(wait_until([&] { return daemon->stderr_text().find("1 added, 1 dropped") != std::string::npos; }, 10s))
+      << daemon->stderr_text();
+  drop("after.zip", 1000);
+  ASSERT_TRUE(wait_until([&] { return jobs().size() == 2; }, 30s)) << daemon->stderr_text();
+  for (const auto& job : jobs()) {
+    EXPECT_EQ(job.validate, job.path.filename() == "after.zip" ? preflight::ArchiveValidation::none
+                                                               : preflight::ArchiveValidation::archive)
+        << job.path;
+  }
+  daemon->signal(SIGTERM);
+  EXPECT_EQ(daemon->wait(10s), 0);
+}
+
 TEST_F(DaemonTest, SecondDaemonOnTheSameDatabaseExits1) {
   auto first = start_ready_daemon();
   auto second = start_daemon();

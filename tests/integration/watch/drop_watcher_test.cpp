@@ -633,6 +633,19 @@ TEST_F(DropWatcherTest, ReconfigureAddsAndDropsWatches) {
   EXPECT_EQ(events_.last_ready(other / "d.zip")->watch_index, 0u);
 }
 
+TEST_F(DropWatcherTest, ReconfigureChangingOnlyValidateAppliesToTheNextFile) {
+  start({watch_config(incoming_)});
+  write_file(incoming_ / "a.zip", "a");
+  ASSERT_TRUE(run_until([&] { return events_.ready.size() == 1; }));
+  EXPECT_EQ(events_.last_ready(incoming_ / "a.zip")->validate, preflight::ArchiveValidation::archive);
+  auto adapter = watch_config(incoming_);
+  adapter.validate = preflight::ArchiveValidation::adapter;
+  watcher_->reconfigure({adapter});
+  write_file(incoming_ / "b.zip", "b");
+  ASSERT_TRUE(run_until([&] { return events_.ready_count(incoming_ / "b.zip") == 1; }));
+  EXPECT_EQ(events_.last_ready(incoming_ / "b.zip")->validate, preflight::ArchiveValidation::adapter);
+}
+
 TEST_F(DropWatcherTest, AfterActionsMoveWithCollisionsAndDeleteWhileWatched) {
   auto watch = watch_config(incoming_, 50ms);
   watch.recursive = true;  // done/ and failed/ sit inside and must still never be reported

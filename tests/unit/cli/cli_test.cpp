@@ -212,6 +212,7 @@ TEST_F(CliTest, UsageErrorsAreExit2) {
       {"cancel"},
       {"add"},
       {"add", "x.zip", "--project", ""},
+      {"add", "x.zip", "--validate", "zip"},
       {"status", "--config", "c.yaml"},  // with --db: one or the other
   };
   for (const auto& args : bad) {
@@ -504,6 +505,20 @@ TEST_F(CliTest, AddQueuesARegularFileWithItsIdentity) {
   EXPECT_EQ(jobs[0].file.device, info.st_dev);
   EXPECT_EQ(jobs[0].file.mtime_ns, info.st_mtim.tv_sec * 1'000'000'000 + info.st_mtim.tv_nsec);
   EXPECT_TRUE(std::filesystem::exists(file)) << "added files stay where they are";
+}
+
+TEST_F(CliTest, AddRecordsTheArchiveCheckAsked) {
+  const auto lora = dir_.write("lora.zip", "adapter");
+  const auto plain = dir_.write("plain.zip", "archive");
+  ASSERT_EQ(modeldrop({"add", lora.string(), "--validate", "adapter"}).exit_code, 0);
+  ASSERT_EQ(modeldrop({"add", plain.string()}).exit_code, 0);
+  const auto jobs = must(store().list_jobs({}, 10));
+  ASSERT_EQ(jobs.size(), 2u);
+  for (const auto& job : jobs) {
+    EXPECT_EQ(job.validate,
+              job.path == lora ? preflight::ArchiveValidation::adapter : preflight::ArchiveValidation::archive)
+        << job.path;
+  }
 }
 
 TEST_F(CliTest, AddFollowsTheSameFileRule) {

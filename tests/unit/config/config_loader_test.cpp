@@ -39,6 +39,7 @@ TEST(ConfigLoader, EmptyFileGivesEveryDefault) {
   EXPECT_FALSE(c.watch[0].recursive);
   EXPECT_EQ(c.watch[0].on_success, SuccessAction::move);
   EXPECT_EQ(c.watch[0].on_failure, FailureAction::move);
+  EXPECT_EQ(c.watch[0].validate, preflight::ArchiveValidation::archive);
   EXPECT_EQ(c.log.level, LogLevel::info);
   EXPECT_EQ(c.log.format, LogFormat::text);
 }
@@ -115,6 +116,28 @@ TEST(ConfigLoader, ReportsEveryProblemAtOnce) {
   EXPECT_EQ(result.problems[0], "test.yaml:2: upload.sessions: must be between 1 and 256, got 0");
   EXPECT_EQ(result.problems[1], "test.yaml:3: upload.dedupe: must be true or false, got \"maybe\"");
   EXPECT_EQ(result.problems[2], "test.yaml:5: log.level: must be one of trace, debug, info, warn, error, got \"loud\"");
+}
+
+TEST(ConfigLoader, WatchValidateIsArchiveAdapterOrNone) {
+  const auto result =
+      parse("watch:\n  - path: /a\n    validate: adapter\n  - path: /b\n    validate: none\n  - path: /c\n");
+  ASSERT_TRUE(result.ok()) << result.problems.front();
+  EXPECT_EQ(result.config->watch[0].validate, preflight::ArchiveValidation::adapter);
+  EXPECT_EQ(result.config->watch[1].validate, preflight::ArchiveValidation::none);
+  EXPECT_EQ(result.config->watch[2].validate, preflight::ArchiveValidation::archive);
+
+  const auto bad = parse("watch:\n  - path: /a\n    validate: zip\n  - path: /b\n    validate: null\n");
+  ASSERT_EQ(bad.problems.size(), 2u);
+  EXPECT_EQ(bad.problems[0], "test.yaml:3: watch[0].validate: must be one of archive, adapter, none, got \"zip\"");
+  EXPECT_EQ(bad.problems[1], "test.yaml:5: watch[1].validate: must be one of archive, adapter, none, got null");
+}
+
+TEST(ConfigLoader, WatchSettingsCompareEveryField) {
+  const auto plain = parse("watch:\n  - path: /a\n");
+  const auto unchecked = parse("watch:\n  - path: /a\n    validate: none\n");
+  ASSERT_TRUE(plain.ok() && unchecked.ok());
+  EXPECT_FALSE(plain.config->watch[0] == unchecked.config->watch[0]);
+  EXPECT_TRUE(plain.config->watch[0] == parse("watch:\n  - path: /a\n").config->watch[0]);
 }
 
 TEST(ConfigLoader, ShippedExampleConfigIsValid) {

@@ -52,6 +52,25 @@ TEST_F(JobStoreTest, EnqueueWithoutWatchDirOrProjectStoresNulls) {
             1);
 }
 
+TEST_F(JobStoreTest, EnqueueRecordsTheArchiveCheckAndAChangedFileTakesTheNewOne) {
+  NewJob job = new_job("/spool/in/a.zip", 1);
+  EXPECT_EQ(job.validate, preflight::ArchiveValidation::archive) << "the default";
+  const auto first = must(store().enqueue(job, t0())).job;
+  EXPECT_EQ(must(store().connection().query_text("SELECT validate FROM jobs WHERE id = " + std::to_string(first))),
+            "archive");
+  NewJob adapter = new_job("/spool/in/b.zip", 2);
+  adapter.validate = preflight::ArchiveValidation::adapter;
+  const auto second = must(store().enqueue(adapter, t0())).job;
+  EXPECT_EQ(must(store().find_job(second))->validate, preflight::ArchiveValidation::adapter);
+  NewJob changed = new_job("/spool/in/a.zip", 3);
+  changed.validate = preflight::ArchiveValidation::none;
+  EXPECT_EQ(must(store().enqueue(changed, t0() + 1s)).job, first);
+  EXPECT_EQ(must(store().find_job(first))->validate, preflight::ArchiveValidation::none);
+  // A version 1 job has no value: it gets the default check.
+  must(store().connection().execute("UPDATE jobs SET validate = NULL WHERE id = " + std::to_string(first)));
+  EXPECT_EQ(must(store().find_job(first))->validate, preflight::ArchiveValidation::archive);
+}
+
 TEST_F(JobStoreTest, EnqueueRefusesARelativePath) {
   auto result = store().enqueue(new_job("relative/a.zip", 1), t0());
   ASSERT_FALSE(result);
