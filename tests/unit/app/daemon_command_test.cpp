@@ -85,8 +85,8 @@ const BadConfig kBadConfigs[] = {
     {"DuplicateKey", "api:\n  base_url: https://a.com\n  base_url: https://b.com\n", 3, "api.base_url",
      "duplicate key"},
     {"MetricsNotYet", "metrics:\n  listen: 127.0.0.1:9464\n", 1, "metrics", "not supported by this version"},
-    {"PlannedWatchKey", "watch:\n  - path: /a\n    validate: archive\n", 3, "watch[0].validate",
-     "not supported by this version"},
+    {"BadValidate", "watch:\n  - path: /a\n    validate: zip\n", 3, "watch[0].validate",
+     "must be one of archive, adapter, none, got \"zip\""},
     {"TopLevelList", "- a\n- b\n", 1, "(top level)", "must be a mapping"},
 };
 
