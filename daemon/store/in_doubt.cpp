@@ -38,9 +38,8 @@ Result<std::optional<WallTime>> JobStore::in_doubt_since(JobId job) {
 // Why `job` may not adopt: another job of the same recorded name, size and project (or this job
 // with an earlier version of its file) may have stored a copy since `floor` that nobody records.
 // Copies of the job's present file, from its own attempts, are what is being looked for.
-static Result<std::optional<std::string>> unrecorded_rival_copy(Connection& db, const Job& job,
-                                                                 const std::string& name, WallTime floor,
-                                                                 const RecordedName& recorded_name) {
+static Result<std::optional<std::string>> unrecorded_rival_copy(Connection& db, const Job& job, const std::string& name,
+                                                                WallTime floor, const RecordedName& recorded_name) {
   auto same_key = db.prepare("SELECT id, path, state FROM jobs WHERE size_bytes = ?1 AND project_id IS ?2");
   if (!same_key) return same_key.error();
   StatementReset reset_jobs(**same_key);
@@ -51,11 +50,13 @@ static Result<std::optional<std::string>> unrecorded_rival_copy(Connection& db, 
     if (!row) return row.error();
     if (!*row) break;
     const std::filesystem::path path((*same_key)->text(1));
-    if (recorded_name(path.filename().string()) == name) rivals.emplace_back((*same_key)->int64(0), (*same_key)->text(2));
+    if (recorded_name(path.filename().string()) == name)
+      rivals.emplace_back((*same_key)->int64(0), (*same_key)->text(2));
   }
   static const std::string sql =
       "SELECT attempt, in_doubt, outcome IS NULL, sent_identity IS ?4, finished_at IS NULL OR finished_at >= ?2 "
-      "FROM attempts WHERE job_id = ?1 AND " + std::string(kMayHaveStoredCopy);
+      "FROM attempts WHERE job_id = ?1 AND " +
+      std::string(kMayHaveStoredCopy);
   auto attempts = db.prepare(sql);
   if (!attempts) return attempts.error();
   const std::string present = identity_text(job.file);
@@ -72,8 +73,9 @@ static Result<std::optional<std::string>> unrecorded_rival_copy(Connection& db, 
       const bool in_window = a.int64(4) != 0;
       if (rival == job.id) {
         if (open || a.int64(3) != 0) continue;  // the attempt asking, or a copy of the present file
-        if (in_window) return std::optional<std::string>("an earlier version of this file was sent in attempt " +
-                                                         std::to_string(a.int64(0)));
+        if (in_window)
+          return std::optional<std::string>("an earlier version of this file was sent in attempt " +
+                                            std::to_string(a.int64(0)));
         continue;
       }
       const bool unresolved = in_doubt && (state == "pending" || state == "uploading");

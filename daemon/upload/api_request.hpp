@@ -28,10 +28,10 @@ struct ApiRequest {
   static ApiRequest post(std::string path, boost::json::value body, Query query = {});
 
   ApiVerb verb = ApiVerb::get;
-  std::string path;                                        // below api.base_url, e.g. "/v1/files"
-  Query query;                                             // percent-encoded when sent
-  std::optional<boost::json::value> body;                  // sent as application/json
-  std::optional<std::string> token;                        // instead of the pool's token; a secret
+  std::string path;                        // below api.base_url, e.g. "/v1/files"
+  Query query;                             // percent-encoded when sent
+  std::optional<boost::json::value> body;  // sent as application/json
+  std::optional<std::string> token;        // instead of the pool's token; a secret
 };
 
 // The path and query as they go on the request line, below `path_prefix` (the base URL's path).
@@ -42,9 +42,9 @@ struct ApiAnswer {
   // succeeded (2xx whose body is JSON), retry, failed, hold_auth, hold_rate_limit or cancelled,
   // exactly as an upload's answer with the same status or error would be.
   Verdict verdict = Verdict::retry;
-  std::string reason;                   // one line for logs and last_error; empty on success
+  std::string reason;                    // one line for logs and last_error; empty on success
   std::optional<Duration> server_delay;  // Retry-After / retry-after-ms
-  boost::json::value json;              // the parsed body (null when it is not JSON)
+  boost::json::value json;               // the parsed body (null when it is not JSON)
 
   [[nodiscard]] bool ok() const { return verdict == Verdict::succeeded; }
   [[nodiscard]] std::optional<int> status() const { return exchange.http_status; }

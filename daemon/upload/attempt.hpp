@@ -31,7 +31,7 @@ struct UploadRequest {
   std::optional<std::string> project_id;  // sent as ?ai_project_id= when set
   FileIdentity expected;                  // size and mtime must match too, before and after sending
   bool compute_sha256 = true;
-  std::optional<std::string> token;       // instead of the pool's token; a secret
+  std::optional<std::string> token;  // instead of the pool's token; a secret
 };
 
 enum class AttemptError {

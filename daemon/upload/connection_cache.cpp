@@ -22,11 +22,11 @@ void ConnectionCache::keep(std::unique_ptr<Connection> connection, std::size_t l
     idle_->erase(idle_->begin());
   }
   // By id, not pointer: a completion already queued may outlive the connection it watched.
-  connection->socket().async_wait(
-      tcp::socket::wait_read, [weak = std::weak_ptr<Idle>(idle_), id = connection->id()](const error_code& ec) {
-        if (ec) return;  // cancelled: taken for reuse, or closed
-        if (auto idle = weak.lock()) drop(*idle, id);
-      });
+  connection->socket().async_wait(tcp::socket::wait_read,
+                                  [weak = std::weak_ptr<Idle>(idle_), id = connection->id()](const error_code& ec) {
+                                    if (ec) return;  // cancelled: taken for reuse, or closed
+                                    if (auto idle = weak.lock()) drop(*idle, id);
+                                  });
   idle_->push_back(std::move(connection));
 }
 

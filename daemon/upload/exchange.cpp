@@ -52,7 +52,8 @@ Exchange::Exchange(std::shared_ptr<UploadPool::Core> core, std::optional<std::in
 void Exchange::start_upload(const UploadRequest& request, std::function<void(std::uint64_t)> progress) {
   progress_ = std::move(progress);
   const std::string& token = request.token ? *request.token : core_->settings.token;
-  if (!is_header_safe(token)) return fail_before_connecting({AttemptError::invalid_request, "the API token contains control characters"});
+  if (!is_header_safe(token))
+    return fail_before_connecting({AttemptError::invalid_request, "the API token contains control characters"});
   auto file = SourceFile::open(request.path, request.expected);
   if (!file) return fail_before_connecting(file.error());
   const MultipartFraming framing = make_multipart_framing(request.filename, make_boundary(core_->rng));
@@ -72,7 +73,8 @@ void Exchange::start_upload(const UploadRequest& request, std::function<void(std
 void Exchange::start_request(const std::string& target, const std::optional<std::string>& json_body,
                              const std::optional<std::string>& token) {
   const std::string& bearer = token ? *token : core_->settings.token;
-  if (!is_header_safe(bearer)) return fail_before_connecting({AttemptError::invalid_request, "the API token contains control characters"});
+  if (!is_header_safe(bearer))
+    return fail_before_connecting({AttemptError::invalid_request, "the API token contains control characters"});
   const auto verb = http::string_to_verb(label_.method);
   std::string bytes = json_body ? request_head(verb, target, "application/json", json_body->size(), bearer)
                                 : request_head(verb, target, {}, std::nullopt, bearer);
@@ -216,7 +218,8 @@ void Exchange::on_answer() {
 
 void Exchange::on_read_failed(const error_code& ec) {
   if (is_size_limit(ec)) {
-    return abort(AttemptError::response_too_large, "the response exceeds " + format_bytes_limit() + ": " + ec.message());
+    return abort(AttemptError::response_too_large,
+                 "the response exceeds " + format_bytes_limit() + ": " + ec.message());
   }
   if (ec.category() == http::make_error_code(http::error::bad_version).category() && !is_connection_loss(ec)) {
     return abort(AttemptError::malformed_response, "malformed HTTP response: " + ec.message());
@@ -305,7 +308,8 @@ void Exchange::on_written(const error_code& ec, std::size_t n) {
       return maybe_finish();
     }
     phase_ = Phase::send_broken;
-    if (!reading_) return abort(AttemptError::connection_closed, "the connection broke while sending the body: " + *write_error_);
+    if (!reading_)
+      return abort(AttemptError::connection_closed, "the connection broke while sending the body: " + *write_error_);
     return maybe_finish();
   }
   report_progress();
@@ -353,7 +357,8 @@ void Exchange::on_deadline() {
   if (write_wait_ == WriteWait::budget) return arm_deadline(SteadyClock::now() + idle);
   if (SteadyClock::now() < quiet_until) return arm_deadline(quiet_until);
   const std::string what = result_.body_complete ? "waiting for the answer" : "sending the request";
-  abort(AttemptError::idle_timeout, "no bytes moved in either direction for " + format_duration(idle) + " while " + what);
+  abort(AttemptError::idle_timeout,
+        "no bytes moved in either direction for " + format_duration(idle) + " while " + what);
 }
 
 void Exchange::maybe_finish() {
@@ -379,8 +384,8 @@ void Exchange::finish() {
     result_.error_message = file_problem_->message;
   } else if (!result_.body_complete && result_.http_status && *result_.http_status / 100 == 2) {
     result_.error = AttemptError::connection_closed;
-    result_.error_message = "a 2xx arrived before the body was complete, then the connection broke (" +
-                            write_error_.value_or("") + ")";
+    result_.error_message =
+        "a 2xx arrived before the body was complete, then the connection broke (" + write_error_.value_or("") + ")";
   }
   release_connection(aborted);
   core_->in_flight.erase(this);

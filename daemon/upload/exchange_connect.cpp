@@ -18,10 +18,11 @@ void Exchange::connect() {
   }
   connection_ = core_->new_connection();
   connecting_ = true;
-  resolver_.async_resolve(core_->route.dial_host(), core_->route.dial_port(),
-                          [self = shared_from_this()](const error_code& ec, const tcp::resolver::results_type& results) {
-                            self->on_resolved(ec, results);
-                          });
+  resolver_.async_resolve(
+      core_->route.dial_host(), core_->route.dial_port(),
+      [self = shared_from_this()](const error_code& ec, const tcp::resolver::results_type& results) {
+        self->on_resolved(ec, results);
+      });
 }
 
 void Exchange::connect_step_failed(AttemptError error, std::string message) {
@@ -83,9 +84,9 @@ void Exchange::on_proxy_answer(const error_code& ec) {
   if (ec) return connect_step_failed(AttemptError::proxy_failed, peer + " did not answer CONNECT: " + ec.message());
   const auto& answer = proxy_parser_->get();
   if (answer.result_int() / 100U != 2U) {
-    return connect_step_failed(AttemptError::proxy_failed, peer + " refused CONNECT: " +
-                                                               std::to_string(answer.result_int()) + " " +
-                                                               std::string(answer.reason()));
+    return connect_step_failed(
+        AttemptError::proxy_failed,
+        peer + " refused CONNECT: " + std::to_string(answer.result_int()) + " " + std::string(answer.reason()));
   }
   if (connection_->buffer().size() != 0) {
     return connect_step_failed(AttemptError::proxy_failed, peer + " sent data before the TLS handshake");

@@ -145,8 +145,11 @@ Classification classify(const UploadResult& result, WallTime now) {
   switch (result.error) {
     case AttemptError::file_changed:
     case AttemptError::file_replaced:
-      return {Verdict::file_changed, "file changed while queued or sent: " + result.error_message, std::nullopt,
-              server_retry_delay(result, now), {}};
+      return {Verdict::file_changed,
+              "file changed while queued or sent: " + result.error_message,
+              std::nullopt,
+              server_retry_delay(result, now),
+              {}};
     case AttemptError::file_missing:
       return {Verdict::source_removed, "source removed", std::nullopt, server_retry_delay(result, now), {}};
     case AttemptError::file_not_regular:
