@@ -45,3 +45,16 @@ CREATE INDEX jobs_hook_due ON jobs (id) WHERE hook_state = 'due';
 -- Registrations still in progress, for the poller after a restart.
 CREATE INDEX jobs_model_in_progress ON jobs (model_next_check_at)
   WHERE model_status IN ('registering', 'validating');
+
+-- A completion hook becomes due in the very transaction that ends its job, so a crash between
+-- the two cannot lose it; only while the daemon has hooks configured (settings key 'hooks').
+-- A job that leaves its final state again (`modeldrop retry`) owes no hook until it ends again.
+CREATE TRIGGER jobs_hook_due AFTER UPDATE OF state ON jobs
+WHEN NEW.state IS NOT OLD.state
+BEGIN
+  UPDATE jobs SET
+    hook_state = CASE WHEN NEW.state IN ('succeeded', 'failed', 'cancelled')
+                       AND EXISTS (SELECT 1 FROM settings WHERE key = 'hooks') THEN 'due' END,
+    hook_finished_at = NULL
+  WHERE id = NEW.id;
+END;
