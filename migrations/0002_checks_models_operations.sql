@@ -46,10 +46,15 @@ CREATE INDEX jobs_hook_due ON jobs (id) WHERE hook_state = 'due';
 CREATE INDEX jobs_model_in_progress ON jobs (model_next_check_at)
   WHERE model_status IN ('registering', 'validating');
 
+-- Which file an attempt sent ("device:inode:size:mtime_ns" of the job when the attempt began):
+-- in-doubt reconciliation adopts only a copy of the file the job names now, never one left by
+-- an attempt that sent an earlier version.
+ALTER TABLE attempts ADD COLUMN sent_identity TEXT;
+
 -- A completion hook becomes due in the very transaction that ends its job, so a crash between
 -- the two cannot lose it; only while the daemon has hooks configured (settings key 'hooks').
 -- A job that leaves its final state again (`modeldrop retry`) owes no hook until it ends again.
-CREATE TRIGGER jobs_hook_due AFTER UPDATE OF state ON jobs
+CREATE TRIGGER jobs_hook_becomes_due AFTER UPDATE OF state ON jobs
 WHEN NEW.state IS NOT OLD.state
 BEGIN
   UPDATE jobs SET
