@@ -18,15 +18,6 @@ namespace fs = std::filesystem;
 using namespace std::chrono_literals;
 using store::JobState;
 
-// Dead, or a zombie waiting for init to reap it.
-bool process_gone(pid_t pid) {
-  std::ifstream stat("/proc/" + std::to_string(pid) + "/stat");
-  std::string line;
-  if (!std::getline(stat, line)) return true;
-  const auto after_name = line.rfind(')');
-  return after_name != std::string::npos && line.compare(after_name, 3, ") Z") == 0;
-}
-
 ProcessOptions bounded(std::chrono::milliseconds timeout) {
   ProcessOptions options;
   options.timeout = timeout;

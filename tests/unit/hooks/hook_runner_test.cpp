@@ -2,6 +2,7 @@
 // kills the process group, the environment and the limit on hooks running at once.
 #include "hooks/hook_runner.hpp"
 
+#include "support/child_process.hpp"
 #include "support/temp_dir.hpp"
 
 #include <gtest/gtest.h>
@@ -35,15 +36,6 @@ class Results {
   std::condition_variable changed_;
   std::map<std::int64_t, HookResult> by_job_;
 };
-
-// Dead, or a zombie waiting for init to reap it.
-bool process_gone(pid_t pid) {
-  std::ifstream stat("/proc/" + std::to_string(pid) + "/stat");
-  std::string line;
-  if (!std::getline(stat, line)) return true;
-  const auto after_name = line.rfind(')');
-  return after_name != std::string::npos && line.compare(after_name, 3, ") Z") == 0;
-}
 
 HookRun sh(std::int64_t job, const std::string& script, Duration timeout = 10s) {
   return HookRun{job, "on_success", {"/bin/sh", "-c", script}, {{"MODELDROP_JOB_ID", std::to_string(job)}}, timeout};
@@ -85,7 +77,7 @@ TEST(HookRunner, TimeoutKillsTheWholeProcessGroup) {
   // The grandchild was in the hook's group: killed too (reaped by init, so allow a moment).
   bool gone = false;
   for (int i = 0; i < 100 && !gone; ++i) {
-    gone = process_gone(sleeper);
+    gone = test::process_gone(sleeper);
     if (!gone) std::this_thread::sleep_for(20ms);
   }
   EXPECT_TRUE(gone);
