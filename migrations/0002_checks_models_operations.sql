@@ -45,3 +45,5 @@ CREATE INDEX jobs_hook_due ON jobs (id) WHERE hook_state = 'due';
 -- Registrations still in progress, for the poller after a restart.
 CREATE INDEX jobs_model_in_progress ON jobs (model_next_check_at)
   WHERE model_status IN ('registering', 'validating');
+-- Dedupe between jobs in flight compares each pending job with the jobs of the same size.
+CREATE INDEX jobs_size_state ON jobs (size_bytes, state, sha256);

@@ -123,6 +123,7 @@ Classification classify(const UploadResult& result, WallTime now) {
       return set(Verdict::source_removed, "source removed");
     case AttemptError::file_not_regular:
     case AttemptError::file_unreadable:
+    case AttemptError::content_refused:
       return set(Verdict::failed, result.error_message);
     default:
       break;

@@ -526,11 +526,24 @@ class Exchange : public std::enable_shared_from_this<Exchange> {
     }
     std::string head =
         request_head(http::verb::post, target, framing.content_type(), framing.content_length(file->size()));
-    upload_.emplace(std::move(head), framing, std::move(*file), request.compute_sha256);
+    upload_.emplace(std::move(head), framing, std::make_unique<BodyFeed>(std::move(*file), feed_options(request)));
     total_ = upload_->total_size();
     buffer_size_ = std::max<std::size_t>(core_->settings.io_buffer_bytes, 64U * 1024U);
     buffer_ = std::make_unique_for_overwrite<std::byte[]>(buffer_size_);
     connect();
+  }
+
+  [[nodiscard]] FeedOptions feed_options(const UploadRequest& request) const {
+    FeedOptions options;
+    options.hash = request.compute_sha256;
+    options.check = request.check;
+    options.post = [&io = core_->io](std::function<void()> task) { asio::post(io, std::move(task)); };
+    if (request.hashed) {
+      options.finished = [hashed = request.hashed](const FeedOutcome& outcome) {
+        if (outcome.sha256) hashed(*outcome.sha256);
+      };
+    }
+    return options;
   }
 
   void start_get(const std::string& target) {
@@ -556,6 +569,7 @@ class Exchange : public std::enable_shared_from_this<Exchange> {
     throttle_.cancel();
     progress_timer_.cancel();
     resolver_.cancel();
+    if (feeding_) stop_waiting_for_body();
     if (connection_) connection_->close();
     // Never `done` from inside cancel(): the caller may be iterating over its own jobs.
     asio::post(core_->io, [self = shared_from_this()] { self->maybe_finish(); });
@@ -840,6 +854,7 @@ class Exchange : public std::enable_shared_from_this<Exchange> {
       if (written_ == total_) return on_request_sent();
       // A large read on the loop thread: from the page cache it costs less than the TLS records it feeds.
       auto filled = refill();
+      if (filled && *filled == 0 && upload_ && !upload_->complete()) return wait_for_body();
       if (!filled || *filled == 0) {
         writing_ = false;
         const FileProblem problem =
@@ -868,6 +883,29 @@ class Exchange : public std::enable_shared_from_this<Exchange> {
     connection_->async_write_some(
         asio::buffer(buffer_.get() + buffer_pos_, n),
         [self = shared_from_this()](const error_code& ec, std::size_t written) { self->on_written(ec, written); });
+  }
+
+  // The file's next bytes are still being read, or its final bytes wait for the content check.
+  void wait_for_body() {
+    writing_ = true;
+    feeding_ = true;
+    upload_->wait([weak = weak_from_this()] {
+      if (auto self = weak.lock()) self->on_body_ready();
+    });
+  }
+
+  void on_body_ready() {
+    if (!feeding_) return;
+    stop_waiting_for_body();
+    // Our own reader or check was the wait, not the server.
+    if (connection_ && !aborted_) connection_->touch();
+    write_more();
+  }
+
+  void stop_waiting_for_body() {
+    feeding_ = false;
+    writing_ = false;
+    upload_->cancel_wait();
   }
 
   void on_throttle_wait() {
@@ -911,7 +949,7 @@ class Exchange : public std::enable_shared_from_this<Exchange> {
     result_.body_complete = true;
     if (upload_) {
       // CONTRACT §5: size and mtime again, after the last byte; a change voids any answer.
-      if (auto unchanged = upload_->file().check_unchanged(result_.file_after); !unchanged) {
+      if (auto unchanged = upload_->feed().check_unchanged(result_.file_after); !unchanged) {
         file_problem_ = unchanged.error();
       }
       result_.sha256 = upload_->sha256();
@@ -936,7 +974,8 @@ class Exchange : public std::enable_shared_from_this<Exchange> {
     }
     const auto idle = core_->settings.api.idle_timeout;
     const auto quiet_until = connection_->last_activity() + idle;
-    if (throttled_) return arm_deadline(SteadyClock::now() + idle);  // waiting for the budget, not the server
+    // Waiting for the budget, the disk or our own check's verdict is not the server stalling.
+    if (throttled_ || feeding_) return arm_deadline(SteadyClock::now() + idle);
     if (SteadyClock::now() < quiet_until) return arm_deadline(quiet_until);
     std::string what = body_sent_ ? "waiting for the answer" : "sending the request";
     abort(AttemptError::idle_timeout,
@@ -1019,6 +1058,7 @@ class Exchange : public std::enable_shared_from_this<Exchange> {
   bool reading_ = false;
   bool writing_ = false;
   bool throttled_ = false;  // the pending "write" is a wait for the bandwidth budget
+  bool feeding_ = false;    // the pending "write" is a wait for the body's next bytes or verdict
 
   bool exchanging_ = false;
   bool body_sent_ = false;
