@@ -42,4 +42,8 @@ class JobFileWork {
   bool stopped_ = false;
 };
 
+// The ready marker of a job cancelled because its archive disappeared: removed, as it has
+// nothing left to announce. Runs on the store thread (it records the change).
+void remove_ready_marker(const store::Job& job, store::JobStore& store, WallTime now);
+
 }  // namespace modeldrop::app
