@@ -45,5 +45,11 @@ CREATE INDEX jobs_hook_due ON jobs (id) WHERE hook_state = 'due';
 -- Registrations still in progress, for the poller after a restart.
 CREATE INDEX jobs_model_in_progress ON jobs (model_next_check_at)
   WHERE model_status IN ('registering', 'validating');
+
+-- Which file an attempt sent ("device:inode:size:mtime_ns" of the job when the attempt began):
+-- in-doubt reconciliation adopts only a copy of the file the job names now, never one left by
+-- an attempt that sent an earlier version.
+ALTER TABLE attempts ADD COLUMN sent_identity TEXT;
+
 -- Dedupe between jobs in flight compares each pending job with the jobs of the same size.
 CREATE INDEX jobs_size_state ON jobs (size_bytes, state, sha256);

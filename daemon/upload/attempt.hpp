@@ -45,6 +45,7 @@ struct UploadRequest {
   // On the caller's thread once the file was read whole: its SHA-256 (when computed) before
   // the final bytes go out, so other jobs can compare with it while this one is in flight.
   std::function<void(const std::string& sha256)> hashed;
+  std::optional<std::string> token;  // instead of the pool's token; a secret
 };
 
 enum class AttemptError {
@@ -65,6 +66,7 @@ enum class AttemptError {
   file_unreadable,       // open or read failed (permissions, I/O error)
   file_changed,          // size or mtime differ from `expected`, before or after sending
   content_refused,       // the content check refused the file; its final bytes were never sent
+  invalid_request,       // the request cannot be sent as asked (a token with control characters)
 };
 
 std::string_view to_string(AttemptError error);
