@@ -390,7 +390,8 @@ void Exchange::on_deadline() {
   const auto idle = core_->settings.api.idle_timeout;
   const auto quiet_until = connection_->last_activity() + idle;
   // Waiting for the bandwidth budget, the disk or our own check's verdict is not the server stalling.
-  if (write_wait_ == WriteWait::budget || write_wait_ == WriteWait::body) return arm_deadline(SteadyClock::now() + idle);
+  if (write_wait_ == WriteWait::budget || write_wait_ == WriteWait::body)
+    return arm_deadline(SteadyClock::now() + idle);
   if (SteadyClock::now() < quiet_until) return arm_deadline(quiet_until);
   const std::string what = result_.body_complete ? "waiting for the answer" : "sending the request";
   abort(AttemptError::idle_timeout,
