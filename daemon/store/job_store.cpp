@@ -597,12 +597,11 @@ const std::string& claim_next_sql(bool require_sha256) {
   return require_sha256 ? hashed : any;
 }
 
-}  // namespace
-
-Result<std::optional<Job>> JobStore::claim_next(WallTime now, bool require_sha256) {
-  auto write = AtomicWrite::begin(db_, AtomicWrite::Size::one_statement);
+// Runs one claim statement (?1 = now) in its own write; the job it took, if any.
+Result<std::optional<Job>> claim_one(Connection& db, const std::string& sql, WallTime now) {
+  auto write = AtomicWrite::begin(db, AtomicWrite::Size::one_statement);
   if (!write) return write.error();
-  auto statement = db_.prepare(claim_next_sql(require_sha256));
+  auto statement = db.prepare(sql);
   if (!statement) return statement.error();
   std::optional<Job> claimed;
   {
@@ -614,6 +613,12 @@ Result<std::optional<Job>> JobStore::claim_next(WallTime now, bool require_sha25
   }
   if (auto committed = write->commit(); !committed) return committed.error();
   return claimed;
+}
+
+}  // namespace
+
+Result<std::optional<Job>> JobStore::claim_next(WallTime now, bool require_sha256) {
+  return claim_one(db_, claim_next_sql(require_sha256), now);
 }
 
 Result<int> JobStore::begin_attempt(JobId job_id, WallTime now) {
@@ -1349,20 +1354,7 @@ Result<std::optional<Job>> JobStore::claim_next_unique(WallTime now) {
       "j.next_attempt_at <= ?1) AND (" +
       std::string(kClaimableUnderDedupe) +
       ") ORDER BY j.id LIMIT 1) AND NOT EXISTS (SELECT 1 FROM settings WHERE key = 'paused')");
-  auto write = AtomicWrite::begin(db_, AtomicWrite::Size::one_statement);
-  if (!write) return write.error();
-  auto statement = db_.prepare(sql);
-  if (!statement) return statement.error();
-  std::optional<Job> claimed;
-  {
-    StatementReset reset(**statement);
-    (*statement)->bind(1, timestamp(now));
-    auto job = one_job(**statement);
-    if (!job) return job.error();
-    claimed = std::move(*job);
-  }
-  if (auto committed = write->commit(); !committed) return committed.error();
-  return claimed;
+  return claim_one(db_, sql, now);
 }
 
 Result<std::optional<WallTime>> JobStore::next_due_at_unique(WallTime now) {

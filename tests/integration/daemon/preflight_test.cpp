@@ -152,14 +152,6 @@ class NotifyListener {
   std::thread thread_;
 };
 
-std::optional<std::string> held_reason_in(const std::filesystem::path& database) {
-  auto store = store::JobStore::open_existing(database);
-  if (!store) return std::nullopt;
-  auto record = store->daemon_record();
-  if (!record || !*record) return std::nullopt;
-  return (*record)->held_reason;
-}
-
 // The old daemon copied and fsynced on the loop thread: nothing else moved for the whole copy.
 TEST_F(DaemonTest, TheLoopKeepsServingDuringAMultiGiBMoveToAnotherFilesystem) {
   constexpr std::uint64_t kBig = 2ULL << 30U;
@@ -203,7 +195,7 @@ TEST_F(DaemonTest, TheLoopKeepsServingDuringAMultiGiBMoveToAnotherFilesystem) {
       30s);
   const SteadyTime small_done = std::chrono::steady_clock::now();
   ASSERT_EQ(run_cli({"pause"}).exit_code, 0);
-  const bool paused = wait_until([&] { return held_reason_in(database_) == "paused"; }, 10s);
+  const bool paused = wait_until([&] { return held_reason(database_) == "paused"; }, 10s);
   const SteadyTime pause_seen = std::chrono::steady_clock::now();
   bool still_moving = false;
   for (const auto& job : jobs())
