@@ -2,6 +2,7 @@
 // periodic duties (heartbeat, STATUS=, watchdog, change polling) and the shutdown.
 #include "app/daemon.hpp"
 
+#include "app/hook_dispatch.hpp"
 #include "app/job_file_actions.hpp"
 #include "app/preflight_stage.hpp"
 #include "app/status_line.hpp"
@@ -96,6 +97,7 @@ class Daemon {
   std::unique_ptr<JobFileWork> files_;
   std::unique_ptr<PreflightStage> preflight_;
   std::unique_ptr<WatchIntake> intake_;
+  std::unique_ptr<HookDispatch> hooks_;
   std::unique_ptr<watch::DropWatcher> watcher_;
   std::unique_ptr<asio::signal_set> signals_;
   asio::steady_timer heartbeat_timer_{io_};
@@ -197,6 +199,9 @@ int Daemon::run() {
                                                 [this] { scheduler_->wake(); });
   wire_preflight(*scheduler_, *preflight_);
 
+  // 3b. Completion hooks: due from the transaction that ends a job, run on a thread of their own.
+  hooks_ = std::make_unique<HookDispatch>(io_, *store_, clock_, setup_.config);
+
   // 4. Watcher: every watch is added before any directory is scanned, so no file slips
   //    between the scan and the watch (CONTRACT §7).
   intake_ = std::make_unique<WatchIntake>(
@@ -236,6 +241,7 @@ int Daemon::run() {
   block_stop_signals(false);  // a signal that arrived during startup is handled now
   preflight_->sweep();
   scheduler_->start();
+  hooks_->start();
   start_periodic_duties();
   notifier_.ready();
   spdlog::info("ready: watching {} director{}", setup_.config.watch.size(),
@@ -245,6 +251,7 @@ int Daemon::run() {
 
   // The loop has ended: every component is idle; the store thread commits what is queued.
   watcher_.reset();
+  hooks_.reset();
   preflight_->stop();
   files_->stop();  // a move in progress ends and its new path reaches the store below
   pool_.reset();
@@ -374,6 +381,7 @@ void Daemon::reload() {
   watcher_->reconfigure(setup_.config.watch);
   scheduler_->reconfigure(UploadScheduler::Settings{setup_.config});
   preflight_->reconfigure(setup_.config);
+  hooks_->reconfigure(setup_.config);
   spdlog::info("configuration reloaded: {} watch director{}", setup_.config.watch.size(),
                setup_.config.watch.size() == 1 ? "y" : "ies");
   notifier_.ready();
@@ -383,6 +391,7 @@ void Daemon::shutdown() {
   stopping_ = true;
   notifier_.stopping();
   watcher_->stop();
+  hooks_->stop();  // a hook cut short stays due and runs again at the next start
   heartbeat_timer_.cancel();
   poll_timer_.cancel();
   token_timer_.cancel();
