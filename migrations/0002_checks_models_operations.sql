@@ -63,3 +63,6 @@ BEGIN
     hook_finished_at = NULL
   WHERE id = NEW.id;
 END;
+
+-- Dedupe between jobs in flight compares each pending job with the jobs of the same size.
+CREATE INDEX jobs_size_state ON jobs (size_bytes, state, sha256);

@@ -2,9 +2,9 @@
 // periodic duties (heartbeat, STATUS=, watchdog, change polling) and the shutdown.
 #include "app/daemon.hpp"
 
-#include "app/hash_stage.hpp"
 #include "app/hook_dispatch.hpp"
 #include "app/job_file_actions.hpp"
+#include "app/preflight_stage.hpp"
 #include "app/status_line.hpp"
 #include "app/store_client.hpp"
 #include "app/systemd_notifier.hpp"
@@ -94,7 +94,8 @@ class Daemon {
   std::unique_ptr<StoreClient> store_;
   std::unique_ptr<upload::UploadPool> pool_;
   std::unique_ptr<UploadScheduler> scheduler_;
-  std::unique_ptr<HashStage> hashes_;
+  std::unique_ptr<JobFileWork> files_;
+  std::unique_ptr<PreflightStage> preflight_;
   std::unique_ptr<WatchIntake> intake_;
   std::unique_ptr<HookDispatch> hooks_;
   std::unique_ptr<watch::DropWatcher> watcher_;
@@ -191,8 +192,12 @@ int Daemon::run() {
   // 3. Scheduler (claims due jobs, records outcomes) and the hash stage that feeds it.
   scheduler_ = std::make_unique<UploadScheduler>(io_, *store_, *pool_, clock_, UploadScheduler::Settings{setup_.config},
                                                  std::random_device{}());
-  hashes_ = std::make_unique<HashStage>(io_, *store_, clock_, setup_.config, [this] { scheduler_->wake(); });
-  scheduler_->on_unhashed_pending([this] { hashes_->sweep(); });
+  files_ = std::make_unique<JobFileWork>(*store_, clock_);
+  auto dispose = [this](const store::Job& job) { files_->dispose(job, setup_.config); };
+  scheduler_->set_dispose(dispose);
+  preflight_ = std::make_unique<PreflightStage>(io_, *store_, clock_, setup_.config, content_check_for, dispose,
+                                                [this] { scheduler_->wake(); });
+  wire_preflight(*scheduler_, *preflight_);
 
   // 3b. Completion hooks: due from the transaction that ends a job, run on a thread of their own.
   hooks_ = std::make_unique<HookDispatch>(io_, *store_, clock_, setup_.config);
@@ -202,7 +207,7 @@ int Daemon::run() {
   intake_ = std::make_unique<WatchIntake>(
       io_, *store_, clock_,
       [this] {
-        hashes_->sweep();
+        preflight_->sweep();
         scheduler_->wake();
       },
       [this](const store::Job& job) {
@@ -211,7 +216,7 @@ int Daemon::run() {
             "job {}: {} is still where it was found after the job {} (modeldropd stopped before moving it); "
             "doing it now",
             job.id, job.current_path->string(), store::to_string(job.state));
-        dispose_of_job_file(job, setup_.config, *store_, clock_);
+        files_->dispose(job, setup_.config);
       });
   watcher_ = std::make_unique<watch::DropWatcher>(io_, setup_.config.watch, *intake_);
   watcher_->start();
@@ -234,7 +239,7 @@ int Daemon::run() {
   };
   signals_->async_wait(on_signal);
   block_stop_signals(false);  // a signal that arrived during startup is handled now
-  hashes_->sweep();
+  preflight_->sweep();
   scheduler_->start();
   hooks_->start();
   start_periodic_duties();
@@ -247,7 +252,8 @@ int Daemon::run() {
   // The loop has ended: every component is idle; the store thread commits what is queued.
   watcher_.reset();
   hooks_.reset();
-  hashes_->stop();
+  preflight_->stop();
+  files_->stop();  // a move in progress ends and its new path reaches the store below
   pool_.reset();
   worker_->stop();
   if (worker_->abandoned_operations() > 0) {
@@ -268,7 +274,7 @@ void Daemon::start_periodic_duties() {
                  [this](Result<bool> changed) {
                    if (changed && *changed && !stopping_) {
                      scheduler_->external_change();
-                     hashes_->sweep();
+                     preflight_->sweep();
                    }
                  });
   });
@@ -374,7 +380,7 @@ void Daemon::reload() {
   token_mtime_ = file_mtime_ns(setup_.token.file);
   watcher_->reconfigure(setup_.config.watch);
   scheduler_->reconfigure(UploadScheduler::Settings{setup_.config});
-  hashes_->reconfigure(setup_.config);
+  preflight_->reconfigure(setup_.config);
   hooks_->reconfigure(setup_.config);
   spdlog::info("configuration reloaded: {} watch director{}", setup_.config.watch.size(),
                setup_.config.watch.size() == 1 ? "y" : "ies");

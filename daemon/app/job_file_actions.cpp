@@ -3,6 +3,7 @@
 #include "watch/after_action.hpp"
 
 #include <spdlog/spdlog.h>
+#include <boost/asio/post.hpp>
 
 namespace modeldrop::app {
 
@@ -27,7 +28,7 @@ namespace {
 // The marker follows its archive: into the same folder when the archive was moved, else
 // (kept or deleted) it is removed, so it cannot announce the archive a second time.
 void dispose_of_ready_marker(const store::Job& job, const std::optional<std::filesystem::path>& archive_now,
-                             StoreClient& store, const Clock& clock) {
+                             StoreClient& store, WallTime now) {
   if (!job.ready_marker_path) return;
   const auto& marker = *job.ready_marker_path;
   std::optional<std::filesystem::path> marker_now;
@@ -45,7 +46,7 @@ void dispose_of_ready_marker(const store::Job& job, const std::optional<std::fil
     spdlog::warn("job {}: cannot remove its ready marker: {}", job.id, removed.error().message);
     return;
   }
-  store.run([id = job.id, marker_now, now = clock.now()](store::JobStore& s) {
+  store.run([id = job.id, marker_now, now](store::JobStore& s) {
     if (auto r = s.set_ready_marker_path(id, marker_now, now); !r) {
       spdlog::error("store: job {}: cannot record where its ready marker went: {}", id, r.error().message);
     }
@@ -65,28 +66,36 @@ void remove_ready_marker(const store::Job& job, store::JobStore& store, WallTime
   }
 }
 
-void dispose_of_job_file(const store::Job& job, const config::Config& config, StoreClient& store, const Clock& clock) {
+void JobFileWork::dispose(const store::Job& job, const config::Config& config) {
+  if (stopped_) return;
   if (job.state != store::JobState::succeeded && job.state != store::JobState::failed) return;
   const auto* watch = watch_of(job, config);
   if (watch == nullptr || !job.current_path) return;
-  auto where = job.state == store::JobState::succeeded ? watch::apply_success_action(*watch, *job.current_path)
-                                                       : watch::apply_failure_action(*watch, *job.current_path);
-  if (!where) {
-    spdlog::error("job {}: {}", job.id, where.error().message);
-    return;
-  }
-  dispose_of_ready_marker(job, *where, store, clock);
-  if (*where == job.current_path) return;
-  if (*where) {
-    spdlog::info("job {}: moved {} to {}", job.id, job.current_path->string(), (*where)->string());
-  } else {
-    spdlog::info("job {}: deleted {}", job.id, job.current_path->string());
-  }
-  store.run([id = job.id, path = *where, now = clock.now()](store::JobStore& s) {
-    if (auto r = s.set_current_path(id, path, now); !r) {
-      spdlog::error("store: job {}: cannot record where its file went: {}", id, r.error().message);
+  boost::asio::post(worker_, [this, job, watch = *watch, now = clock_.now()] {
+    auto where = job.state == store::JobState::succeeded ? watch::apply_success_action(watch, *job.current_path)
+                                                         : watch::apply_failure_action(watch, *job.current_path);
+    if (!where) {
+      spdlog::error("job {}: {}", job.id, where.error().message);
+      return;
     }
+    dispose_of_ready_marker(job, *where, store_, now);
+    if (*where == job.current_path) return;
+    if (*where) {
+      spdlog::info("job {}: moved {} to {}", job.id, job.current_path->string(), (*where)->string());
+    } else {
+      spdlog::info("job {}: deleted {}", job.id, job.current_path->string());
+    }
+    store_.run([id = job.id, path = *where, now](store::JobStore& s) {
+      if (auto r = s.set_current_path(id, path, now); !r) {
+        spdlog::error("store: job {}: cannot record where its file went: {}", id, r.error().message);
+      }
+    });
   });
+}
+
+void JobFileWork::stop() {
+  stopped_ = true;
+  worker_.join();
 }
 
 }  // namespace modeldrop::app

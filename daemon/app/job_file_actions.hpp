@@ -8,6 +8,8 @@
 #include "config/config.hpp"
 #include "store/job_store.hpp"
 
+#include <boost/asio/thread_pool.hpp>
+
 namespace modeldrop::app {
 
 // The watch entry a job came from; nullptr for `modeldrop add` jobs (their files stay put)
@@ -17,8 +19,28 @@ const config::WatchConfig* watch_of(const store::Job& job, const config::Config&
 // Whether the after-action of a succeeded or failed job moves or deletes its file.
 bool after_action_moves_file(const store::Job& job, const config::Config& config);
 
-// Applies the after-action for a succeeded or failed job; anything else is left alone.
-void dispose_of_job_file(const store::Job& job, const config::Config& config, StoreClient& store, const Clock& clock);
+// Applies after-actions on a thread of its own: a move across filesystems copies and fsyncs the
+// whole archive (seconds per GiB), which must never stall the event loop, its uploads or the
+// systemd watchdog. Moves run one at a time, in the order asked.
+class JobFileWork {
+ public:
+  JobFileWork(StoreClient& store, const Clock& clock) : store_(store), clock_(clock) {}
+  ~JobFileWork() { stop(); }
+  JobFileWork(const JobFileWork&) = delete;
+  JobFileWork& operator=(const JobFileWork&) = delete;
+
+  // Applies the after-action for a succeeded or failed job; anything else is left alone. The
+  // new current_path goes to the store from the worker thread.
+  void dispose(const store::Job& job, const config::Config& config);
+  // Waits for the actions already asked (the store must still take their paths).
+  void stop();
+
+ private:
+  StoreClient& store_;
+  const Clock& clock_;
+  boost::asio::thread_pool worker_{1};
+  bool stopped_ = false;
+};
 
 // The ready marker of a job cancelled because its archive disappeared: removed, as it has
 // nothing left to announce. Runs on the store thread (it records the change).

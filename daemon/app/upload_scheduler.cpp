@@ -167,7 +167,7 @@ void UploadScheduler::claim(std::size_t count) {
       [count, now, require_sha256, add_project](store::JobStore& s) -> Result<std::vector<std::pair<store::Job, int>>> {
         std::vector<std::pair<store::Job, int>> claimed;
         for (std::size_t i = 0; i < count; ++i) {
-          auto job = s.claim_next(now, require_sha256);
+          auto job = require_sha256 ? s.claim_next_unique(now) : s.claim_next(now, false);
           if (!job) return job.error();
           if (!*job) break;
           // `modeldrop add` without --project sends api.project_id and records it (CONTRACT §2).
@@ -215,14 +215,17 @@ void UploadScheduler::on_claimed(Result<std::vector<std::pair<store::Job, int>>>
 void UploadScheduler::schedule_next_due() {
   const WallTime now = clock_.now();
   const bool require_sha256 = settings_.config.upload.dedupe;
-  store_.call([now, require_sha256](store::JobStore& s) { return s.next_due_at(now, require_sha256); },
-              [this](Result<std::optional<WallTime>> due) {
-                if (!due) {
-                  arm_wakeup(clock_.now() + kStoreErrorPause);
-                  return;
-                }
-                arm_wakeup(*due);
-              });
+  store_.call(
+      [now, require_sha256](store::JobStore& s) {
+        return require_sha256 ? s.next_due_at_unique(now) : s.next_due_at(now, false);
+      },
+      [this](Result<std::optional<WallTime>> due) {
+        if (!due) {
+          arm_wakeup(clock_.now() + kStoreErrorPause);
+          return;
+        }
+        arm_wakeup(*due);
+      });
 }
 
 void UploadScheduler::arm_wakeup(std::optional<WallTime> at) {
@@ -243,6 +246,7 @@ void UploadScheduler::start_upload(store::Job job, int attempt) {
   request.project_id = job.project_id;
   request.expected = to_upload_identity(job.file);
   request.compute_sha256 = !job.sha256.has_value();
+  add_preflight(request, job);
   const store::JobId id = job.id;
   // A job's first try is news; its retries are counted in the retry summary instead, so an
   // outage does not write one line per job per retry.
@@ -260,6 +264,13 @@ void UploadScheduler::start_upload(store::Job job, int attempt) {
             [id, bytes_sent, now = clock_.now()](store::JobStore& s) { (void)s.record_progress(id, bytes_sent, now); });
       },
       [this, id](upload::UploadResult result) { on_upload_done(id, std::move(result)); });
+}
+
+void UploadScheduler::add_preflight(upload::UploadRequest& request, const store::Job& job) {
+  if (preflight_.check_for) request.check = preflight_.check_for(job);
+  if (preflight_.hashed && request.compute_sha256) {
+    request.hashed = [hashed = preflight_.hashed, job](const std::string& sha256) { hashed(job, sha256); };
+  }
 }
 
 void UploadScheduler::on_upload_done(store::JobId id, upload::UploadResult result) {
@@ -397,8 +408,8 @@ void UploadScheduler::record(const InFlight& flight, const upload::UploadResult&
 }
 
 void UploadScheduler::after_finish(const store::Job& job) {
-  dispose_of_job_file(job, settings_.config, store_, clock_);
-  if (job.state == JobState::pending && !job.sha256 && settings_.config.upload.dedupe && needs_hash_) needs_hash_();
+  if (dispose_) dispose_(job);
+  if (preflight_.finished) preflight_.finished(job);
 }
 
 void UploadScheduler::maybe_probe() {

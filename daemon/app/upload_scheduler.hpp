@@ -48,9 +48,16 @@ class UploadScheduler {
   // The API token changed: an auth hold ends at once.
   void token_changed();
   void reconfigure(Settings settings);
-  // Runs when an attempt leaves its job pending without a content hash (the file changed while
-  // it was sent): with upload.dedupe only the hash stage can make it claimable again.
-  void on_unhashed_pending(std::function<void()> needs_hash) { needs_hash_ = std::move(needs_hash); }
+  // The preflight stage's part in each attempt: the content check its body must pass, the
+  // hash as soon as the body's reader knows it, and every recorded end of an attempt.
+  struct PreflightHooks {
+    std::function<upload::ContentCheck(const store::Job&)> check_for;
+    std::function<void(const store::Job&, const std::string& sha256)> hashed;
+    std::function<void(const store::Job&)> finished;
+  };
+  void set_preflight(PreflightHooks hooks) { preflight_ = std::move(hooks); }
+  // Runs a finished job's after-action (off the event loop).
+  void set_dispose(std::function<void(const store::Job&)> dispose) { dispose_ = std::move(dispose); }
   // Shutdown: claims stop, uploads in flight are aborted back to pending; `done` runs once
   // every attempt is recorded (or at once when none is in flight).
   void stop(std::function<void()> done);
@@ -68,6 +75,7 @@ class UploadScheduler {
   void claim(std::size_t count);
   void on_claimed(Result<std::vector<std::pair<store::Job, int>>> claimed);
   void start_upload(store::Job job, int attempt);
+  void add_preflight(upload::UploadRequest& request, const store::Job& job);
   void on_upload_done(store::JobId id, upload::UploadResult result);
   void record(const InFlight& flight, const upload::UploadResult& result, const upload::Decision& decision);
   void log_retry(store::JobId id, int attempt, const upload::Decision& decision, WallTime now);
@@ -91,7 +99,8 @@ class UploadScheduler {
   bool stopping_ = false;
   bool probing_ = false;
   std::function<void()> stopped_;
-  std::function<void()> needs_hash_;
+  PreflightHooks preflight_;
+  std::function<void(const store::Job&)> dispose_;
   std::optional<std::string> published_reason_;
   struct RetryLog {
     std::optional<WallTime> last_logged;

@@ -613,12 +613,11 @@ const std::string& claim_next_sql(bool require_sha256) {
   return require_sha256 ? hashed : any;
 }
 
-}  // namespace
-
-Result<std::optional<Job>> JobStore::claim_next(WallTime now, bool require_sha256) {
-  auto write = AtomicWrite::begin(db_, AtomicWrite::Size::one_statement);
+// Runs one claim statement (?1 = now) in its own write; the job it took, if any.
+Result<std::optional<Job>> claim_one(Connection& db, const std::string& sql, WallTime now) {
+  auto write = AtomicWrite::begin(db, AtomicWrite::Size::one_statement);
   if (!write) return write.error();
-  auto statement = db_.prepare(claim_next_sql(require_sha256));
+  auto statement = db.prepare(sql);
   if (!statement) return statement.error();
   std::optional<Job> claimed;
   {
@@ -630,6 +629,12 @@ Result<std::optional<Job>> JobStore::claim_next(WallTime now, bool require_sha25
   }
   if (auto committed = write->commit(); !committed) return committed.error();
   return claimed;
+}
+
+}  // namespace
+
+Result<std::optional<Job>> JobStore::claim_next(WallTime now, bool require_sha256) {
+  return claim_one(db_, claim_next_sql(require_sha256), now);
 }
 
 Result<int> JobStore::begin_attempt(JobId job_id, WallTime now) {
@@ -1326,6 +1331,86 @@ Result<std::vector<JobId>> JobStore::cancelled_among(std::span<const JobId> in_f
     if (*row && (*statement)->int64(0) != 0) cancelled.push_back(id);
   }
   return cancelled;
+}
+
+// ---- Dedupe between jobs in flight
+
+namespace {
+
+// Whether pending job `j` may be claimed under dedupe. Without a hash: only when no other job
+// of its project and size is pending, uploading or succeeded (nothing it could duplicate; its
+// hash is then computed beside the send). With one: only when no job of its project has the
+// same content and is succeeded (it completes from that one instead), uploading, pending with
+// a lower id (it waits for that one), and no job of that size uploads with its hash unknown yet.
+constexpr std::string_view kClaimableUnderDedupe =
+    "(j.sha256 IS NULL AND NOT EXISTS (SELECT 1 FROM jobs o WHERE o.size_bytes = j.size_bytes "
+    "AND o.state IN ('pending', 'uploading', 'succeeded') AND o.id <> j.id AND o.project_id IS j.project_id)) "
+    "OR (j.sha256 IS NOT NULL AND NOT EXISTS (SELECT 1 FROM jobs o WHERE o.size_bytes = j.size_bytes "
+    "AND o.state IN ('pending', 'uploading', 'succeeded') AND o.id <> j.id AND o.project_id IS j.project_id "
+    "AND ((o.sha256 = j.sha256 AND (o.state <> 'pending' OR o.id < j.id)) "
+    "OR (o.sha256 IS NULL AND o.state = 'uploading'))))";
+
+Result<std::vector<Job>> all_jobs(Statement& statement) {
+  std::vector<Job> jobs;
+  for (;;) {
+    auto row = statement.step();
+    if (!row) return row.error();
+    if (!*row) return jobs;
+    jobs.push_back(read_job(statement));
+  }
+}
+
+}  // namespace
+
+Result<std::optional<Job>> JobStore::claim_next_unique(WallTime now) {
+  static const std::string sql = returning_job(
+      "UPDATE jobs SET state = 'uploading', updated_at = ?1, bytes_sent = 0, progress_at_ms = NULL, "
+      "upload_rate_bytes_per_s = NULL "
+      "WHERE id = (SELECT j.id FROM jobs j WHERE j.state = 'pending' AND (j.next_attempt_at IS NULL OR "
+      "j.next_attempt_at <= ?1) AND (" +
+      std::string(kClaimableUnderDedupe) +
+      ") ORDER BY j.id LIMIT 1) AND NOT EXISTS (SELECT 1 FROM settings WHERE key = 'paused')");
+  return claim_one(db_, sql, now);
+}
+
+Result<std::optional<WallTime>> JobStore::next_due_at_unique(WallTime now) {
+  static const std::string sql =
+      "SELECT EXISTS (SELECT 1 FROM jobs j WHERE j.state = 'pending' AND j.next_attempt_at IS NULL AND (" +
+      std::string(kClaimableUnderDedupe) +
+      ")), (SELECT min(j.next_attempt_at) FROM jobs j WHERE j.state = 'pending' AND (" +
+      std::string(kClaimableUnderDedupe) + "))";
+  auto statement = db_.prepare(sql);
+  if (!statement) return statement.error();
+  StatementReset reset(**statement);
+  auto row = (*statement)->step();
+  if (!row) return row.error();
+  if (!*row) return std::optional<WallTime>{};
+  if ((*statement)->int64(0) != 0) return std::optional<WallTime>(now);
+  return read_optional_time(**statement, 1);
+}
+
+Result<std::vector<Job>> JobStore::pending_to_hash_first(std::size_t limit) {
+  static const std::string sql = select_jobs(
+      "j WHERE j.state = 'pending' AND j.sha256 IS NULL AND EXISTS (SELECT 1 FROM jobs o WHERE o.size_bytes = "
+      "j.size_bytes AND o.state IN ('pending', 'uploading', 'succeeded') AND o.id <> j.id AND o.project_id IS "
+      "j.project_id) ORDER BY j.id LIMIT ?1");
+  auto statement = db_.prepare(sql);
+  if (!statement) return statement.error();
+  StatementReset reset(**statement);
+  (*statement)->bind(1, limit);
+  return all_jobs(**statement);
+}
+
+Result<std::vector<Job>> JobStore::pending_duplicates_of(JobId succeeded) {
+  static const std::string sql = select_jobs(
+      "j WHERE j.state = 'pending' AND j.id <> ?1 AND EXISTS (SELECT 1 FROM jobs o WHERE o.id = ?1 AND "
+      "o.state = 'succeeded' AND o.sha256 = j.sha256 AND o.project_id IS j.project_id AND o.size_bytes = "
+      "j.size_bytes) ORDER BY j.id");
+  auto statement = db_.prepare(sql);
+  if (!statement) return statement.error();
+  StatementReset reset(**statement);
+  (*statement)->bind(1, succeeded);
+  return all_jobs(**statement);
 }
 
 }  // namespace modeldrop::store

@@ -303,6 +303,17 @@ class JobStore {
   // `job` succeeds at once with `of_job`'s file id and status; no attempt is recorded.
   Result<Job> complete_as_duplicate(JobId job, JobId of_job, WallTime now);
 
+  // -- Dedupe between jobs in flight: a job never uploads what another job of its project is
+  // uploading or waiting to upload (the lower id goes first), and waits while that is unknown.
+  // claim_next(now, true) and next_due_at(now, true) under these rules.
+  Result<std::optional<Job>> claim_next_unique(WallTime now);
+  Result<std::optional<WallTime>> next_due_at_unique(WallTime now);
+  // Pending jobs without a hash that another job of their project and size could duplicate:
+  // hashed before they may be claimed. Oldest first.
+  Result<std::vector<Job>> pending_to_hash_first(std::size_t limit);
+  // Pending jobs with the content and project of `succeeded` (they complete from it).
+  Result<std::vector<Job>> pending_duplicates_of(JobId succeeded);
+
   // -- Requests from `modeldrop`, one result per named job.
   // Pending or uploading -> cancelled (a running upload learns of it via cancelled_among).
   Result<std::vector<JobRequestResult>> cancel(std::span<const JobId> jobs, WallTime now);

@@ -5,7 +5,9 @@
 
 #include <cstdint>
 #include <filesystem>
+#include <functional>
 #include <optional>
+#include <span>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -24,6 +26,13 @@ struct FileIdentity {
   friend bool operator==(const FileIdentity&, const FileIdentity&) = default;
 };
 
+// Reads the next bytes of the file into `into`: how many (0 at the end), or none when the read
+// failed (the reader records why).
+using ReadNext = std::function<std::optional<std::size_t>(std::span<std::byte> into)>;
+// A check of the file's content over the upload's own reads, on the reader's thread: returns the
+// job's last_error when it refuses the file (e.g. "archive check: truncated gzip stream").
+using ContentCheck = std::function<std::optional<std::string>(const ReadNext& read_next)>;
+
 struct UploadRequest {
   std::int64_t job_id = 0;
   std::filesystem::path path;             // opened with O_NOFOLLOW; device+inode must equal `expected`
@@ -31,6 +40,11 @@ struct UploadRequest {
   std::optional<std::string> project_id;  // sent as ?ai_project_id= when set
   FileIdentity expected;                  // size and mtime must match too, before and after sending
   bool compute_sha256 = true;
+  // Runs beside the send; the body's final bytes wait for its verdict. Empty: no check.
+  ContentCheck check;
+  // On the caller's thread once the file was read whole: its SHA-256 (when computed) before
+  // the final bytes go out, so other jobs can compare with it while this one is in flight.
+  std::function<void(const std::string& sha256)> hashed;
   std::optional<std::string> token;  // instead of the pool's token; a secret
 };
 
@@ -51,6 +65,7 @@ enum class AttemptError {
   file_not_regular,      // not a regular file
   file_unreadable,       // open or read failed (permissions, I/O error)
   file_changed,          // size or mtime differ from `expected`, before or after sending
+  content_refused,       // the content check refused the file; its final bytes were never sent
   invalid_request,       // the request cannot be sent as asked (a token with control characters)
 };
 

@@ -63,11 +63,24 @@ void Exchange::start_upload(const UploadRequest& request, std::function<void(std
   }
   std::string head =
       request_head(http::verb::post, target, framing.content_type(), framing.content_length(file->size()), token);
-  upload_.emplace(std::move(head), framing, std::move(*file), request.compute_sha256);
+  upload_.emplace(std::move(head), framing, std::make_unique<BodyFeed>(std::move(*file), feed_options(request)));
   total_ = upload_->total_size();
   buffer_size_ = std::max<std::size_t>(core_->settings.io_buffer_bytes, 64U * 1024U);
   buffer_ = std::make_unique_for_overwrite<std::byte[]>(buffer_size_);
   connect();
+}
+
+FeedOptions Exchange::feed_options(const UploadRequest& request) const {
+  FeedOptions options;
+  options.hash = request.compute_sha256;
+  options.check = request.check;
+  options.post = [&io = core_->io](std::function<void()> task) { asio::post(io, std::move(task)); };
+  if (request.hashed) {
+    options.finished = [hashed = request.hashed](const FeedOutcome& outcome) {
+      if (outcome.sha256) hashed(*outcome.sha256);
+    };
+  }
+  return options;
 }
 
 void Exchange::start_request(const std::string& target, const std::optional<std::string>& json_body,
@@ -97,6 +110,7 @@ void Exchange::abort(AttemptError error, std::string message) {
   throttle_.cancel();
   progress_timer_.cancel();
   resolver_.cancel();
+  if (write_wait_ == WriteWait::body) stop_waiting_for_body();
   if (connection_) connection_->close();
   // Never `done` from inside cancel(): the caller may be iterating over its own jobs.
   asio::post(core_->io, [self = shared_from_this()] { self->maybe_finish(); });
@@ -256,8 +270,9 @@ void Exchange::write_more() {
   }
   if (buffer_pos_ == buffer_end_) {
     if (written_ == total_) return on_request_sent();
-    // A large read on the loop thread: from the page cache it costs less than the TLS records it feeds.
+    // The file's bytes come from its reader thread (BodyFeed); none ready yet: wait for them.
     auto filled = refill();
+    if (filled && *filled == 0 && upload_ && !upload_->complete()) return wait_for_body();
     if (!filled || *filled == 0) {
       write_wait_ = WriteWait::none;
       const FileProblem problem =
@@ -285,6 +300,27 @@ void Exchange::write_more() {
   connection_->async_write_some(
       asio::buffer(buffer_.get() + buffer_pos_, n),
       [self = shared_from_this()](const error_code& ec, std::size_t written) { self->on_written(ec, written); });
+}
+
+// The file's next bytes are still being read, or its final bytes wait for the content check.
+void Exchange::wait_for_body() {
+  write_wait_ = WriteWait::body;
+  upload_->wait([weak = weak_from_this()] {
+    if (auto self = weak.lock()) self->on_body_ready();
+  });
+}
+
+void Exchange::on_body_ready() {
+  if (write_wait_ != WriteWait::body) return;
+  stop_waiting_for_body();
+  // Our own reader or check was the wait, not the server.
+  if (connection_ && phase_ != Phase::aborting) connection_->touch();
+  write_more();
+}
+
+void Exchange::stop_waiting_for_body() {
+  write_wait_ = WriteWait::none;
+  upload_->cancel_wait();
 }
 
 void Exchange::on_throttle_wait() {
@@ -330,7 +366,7 @@ void Exchange::on_request_sent() {
   phase_ = phase_ == Phase::sending_answered ? Phase::answered : Phase::awaiting_answer;
   if (upload_) {
     // Size and mtime again, after the last byte; a change voids any answer.
-    if (auto unchanged = upload_->file().check_unchanged(result_.file_after); !unchanged) {
+    if (auto unchanged = upload_->feed().check_unchanged(result_.file_after); !unchanged) {
       file_problem_ = unchanged.error();
     }
     result_.sha256 = upload_->sha256();
@@ -353,8 +389,9 @@ void Exchange::on_deadline() {
   }
   const auto idle = core_->settings.api.idle_timeout;
   const auto quiet_until = connection_->last_activity() + idle;
-  // Waiting for the bandwidth budget is not the server stalling.
-  if (write_wait_ == WriteWait::budget) return arm_deadline(SteadyClock::now() + idle);
+  // Waiting for the bandwidth budget, the disk or our own check's verdict is not the server stalling.
+  if (write_wait_ == WriteWait::budget || write_wait_ == WriteWait::body)
+    return arm_deadline(SteadyClock::now() + idle);
   if (SteadyClock::now() < quiet_until) return arm_deadline(quiet_until);
   const std::string what = result_.body_complete ? "waiting for the answer" : "sending the request";
   abort(AttemptError::idle_timeout,

@@ -59,6 +59,7 @@ class Exchange : public std::enable_shared_from_this<Exchange> {
   std::string request_head(http::verb method, const std::string& target, const std::string& content_type,
                            std::optional<std::uint64_t> content_length, const std::string& token) const;
   void fail_before_connecting(const FileProblem& problem);
+  [[nodiscard]] FeedOptions feed_options(const UploadRequest& request) const;
 
   // Connecting (exchange_connect.cpp).
   void connect();
@@ -84,6 +85,9 @@ class Exchange : public std::enable_shared_from_this<Exchange> {
   [[nodiscard]] bool may_write() const { return phase_ == Phase::sending || phase_ == Phase::sending_answered; }
   FileResult<std::size_t> refill();
   void write_more();
+  void wait_for_body();
+  void on_body_ready();
+  void stop_waiting_for_body();
   void on_throttle_wait();
   void on_written(const error_code& ec, std::size_t n);
   void report_progress();
@@ -123,7 +127,8 @@ class Exchange : public std::enable_shared_from_this<Exchange> {
   Phase phase_ = Phase::connecting;
   // Operations in progress: the exchange ends only when none is, so the connection is never
   // destroyed or reused under one.
-  enum class WriteWait { none, socket, budget };
+  // `body`: the next file bytes are being read, or the final ones wait for the check's verdict.
+  enum class WriteWait { none, socket, budget, body };
   bool connecting_ = false;
   bool reading_ = false;
   WriteWait write_wait_ = WriteWait::none;

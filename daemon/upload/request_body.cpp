@@ -5,15 +5,14 @@
 
 namespace modeldrop::upload {
 
-UploadRequestBytes::UploadRequestBytes(std::string head, const MultipartFraming& framing, SourceFile file,
-                                       bool compute_sha256)
+UploadRequestBytes::UploadRequestBytes(std::string head, const MultipartFraming& framing,
+                                       std::unique_ptr<BodyFeed> feed)
     : head_(std::move(head)),
       preamble_(framing.preamble),
       epilogue_(framing.epilogue),
-      file_(std::move(file)),
-      body_size_(framing.content_length(file_.size())) {
-  if (compute_sha256) hash_.emplace();
-}
+      feed_(std::move(feed)),
+      file_size_(feed_->size()),
+      body_size_(framing.content_length(file_size_)) {}
 
 FileResult<std::size_t> UploadRequestBytes::fill(std::span<std::byte> out) {
   std::size_t filled = 0;
@@ -28,34 +27,25 @@ FileResult<std::size_t> UploadRequestBytes::fill(std::span<std::byte> out) {
   };
   const std::uint64_t preamble_start = head_.size();
   const std::uint64_t file_start = preamble_start + preamble_.size();
-  const std::uint64_t epilogue_start = file_start + file_.size();
+  const std::uint64_t epilogue_start = file_start + file_size_;
 
   copy_segment(head_, 0);
   copy_segment(preamble_, preamble_start);
-  while (filled < out.size() && produced_ >= file_start && produced_ < epilogue_start) {
-    auto read = file_.read(out.subspan(filled));
-    if (!read) return read.error();
-    const std::size_t n = read.value();
-    if (hash_) hash_->update(out.subspan(filled, n));
-    filled += n;
-    produced_ += n;
+  if (filled < out.size() && produced_ >= file_start && produced_ < epilogue_start) {
+    auto taken = feed_->take(out.subspan(filled));
+    if (!taken) return taken.error();
+    filled += *taken;
+    produced_ += *taken;
   }
-  copy_segment(epilogue_, epilogue_start);
+  // The epilogue completes the body: only after the verdict let the file's last byte go.
+  if (produced_ >= epilogue_start && feed_->drained()) copy_segment(epilogue_, epilogue_start);
   return filled;
 }
 
 std::uint64_t UploadRequestBytes::file_bytes_within(std::uint64_t bytes_written) const {
   const std::uint64_t file_start = head_.size() + preamble_.size();
   if (bytes_written <= file_start) return 0;
-  return std::min<std::uint64_t>(bytes_written - file_start, file_.size());
-}
-
-std::optional<std::string> UploadRequestBytes::sha256() {
-  if (!digest_ && hash_ && file_.remaining() == 0) {
-    digest_ = hash_->hex_digest();
-    hash_.reset();
-  }
-  return digest_;
+  return std::min<std::uint64_t>(bytes_written - file_start, file_size_);
 }
 
 }  // namespace modeldrop::upload

@@ -154,6 +154,7 @@ Classification classify(const UploadResult& result, WallTime now) {
       return {Verdict::source_removed, "source removed", std::nullopt, server_retry_delay(result, now), {}};
     case AttemptError::file_not_regular:
     case AttemptError::file_unreadable:
+    case AttemptError::content_refused:
       return {Verdict::failed, result.error_message, std::nullopt, server_retry_delay(result, now), {}};
     default:
       break;

@@ -69,7 +69,12 @@ void SchedulerTest::start() {
 
   scheduler_ = std::make_unique<app::UploadScheduler>(io_, *store_client_, *pool_, clock_,
                                                       app::UploadScheduler::Settings{config_}, seed_);
-  hashes_ = std::make_unique<app::HashStage>(io_, *store_client_, clock_, config_, [this] { scheduler_->wake(); });
+  files_ = std::make_unique<app::JobFileWork>(*store_client_, clock_);
+  auto dispose = [this](const store::Job& job) { files_->dispose(job, config_); };
+  scheduler_->set_dispose(dispose);
+  hashes_ = std::make_unique<app::PreflightStage>(io_, *store_client_, clock_, config_, app::content_check_for, dispose,
+                                                  [this] { scheduler_->wake(); });
+  app::wire_preflight(*scheduler_, *hashes_);
   scheduler_->start();
 }
 
@@ -80,6 +85,7 @@ void SchedulerTest::stop() {
     EXPECT_TRUE(run_until([&] { return stopped; }, 20s)) << "the scheduler did not stop";
   }
   if (hashes_) hashes_->stop();
+  if (files_) files_->stop();
   if (worker_) {
     // Let completions of the last batches reach the loop before it goes away.
     worker_->stop();
@@ -88,6 +94,7 @@ void SchedulerTest::stop() {
   }
   scheduler_.reset();
   hashes_.reset();
+  files_.reset();
   pool_.reset();
   io_.restart();
   io_.poll();

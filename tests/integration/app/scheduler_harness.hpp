@@ -6,7 +6,8 @@
 // from a second connection (as `modeldrop add` would), move the clock, wake the scheduler
 // and read back the rows CONTRACT §4 makes public.
 
-#include "app/hash_stage.hpp"
+#include "app/job_file_actions.hpp"
+#include "app/preflight_stage.hpp"
 #include "app/store_client.hpp"
 #include "app/upload_scheduler.hpp"
 #include "common/timestamp.hpp"
@@ -88,7 +89,8 @@ class SchedulerTest : public ::testing::Test {
   std::unique_ptr<store::StoreWorker> worker_;
   std::unique_ptr<app::StoreClient> store_client_;
   std::unique_ptr<upload::UploadPool> pool_;
-  std::unique_ptr<app::HashStage> hashes_;
+  std::unique_ptr<app::JobFileWork> files_;
+  std::unique_ptr<app::PreflightStage> hashes_;
   std::unique_ptr<app::UploadScheduler> scheduler_;
   std::optional<store::JobStore> outside_;
   std::uint64_t seed_ = 42;

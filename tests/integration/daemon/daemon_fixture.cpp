@@ -11,6 +11,14 @@ namespace modeldrop::test {
 
 using namespace std::chrono_literals;
 
+std::optional<std::string> held_reason(const std::filesystem::path& database) {
+  auto store = store::JobStore::open_existing(database);
+  if (!store) return std::nullopt;
+  auto record = store->daemon_record();
+  if (!record || !*record) return std::nullopt;
+  return (*record)->held_reason;
+}
+
 void DaemonTest::SetUp() {
   incoming_ = dir_ / "incoming";
   std::filesystem::create_directories(incoming_);

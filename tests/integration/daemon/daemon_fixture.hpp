@@ -26,6 +26,9 @@ struct DaemonConfigOptions {
   std::string log_format = "text";
 };
 
+// The daemon row's held_reason, read through a connection of its own (none when unreadable).
+std::optional<std::string> held_reason(const std::filesystem::path& database);
+
 class DaemonTest : public ::testing::Test {
  protected:
   void SetUp() override;

@@ -21,14 +21,6 @@ std::optional<store::JobWithAttempts> job_with_attempts(const std::filesystem::p
   return std::move(**job);
 }
 
-std::optional<std::string> held_reason(const std::filesystem::path& database) {
-  auto store = store::JobStore::open_existing(database);
-  if (!store) return std::nullopt;
-  auto record = store->daemon_record();
-  if (!record || !*record) return std::nullopt;
-  return (*record)->held_reason;
-}
-
 std::size_t upload_requests(const FakeApi& api) {
   std::size_t n = 0;
   for (const auto& r : api.requests()) n += r.target.starts_with("/v0/models/upload") ? 1U : 0U;

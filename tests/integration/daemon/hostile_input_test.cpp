@@ -5,6 +5,7 @@
 // line naming the file and the reason, and that no archive is lost.
 #include "common/text.hpp"
 #include "daemon_fixture.hpp"
+#include "support/scoped_mount.hpp"
 
 #include <boost/json/parse.hpp>
 
@@ -70,41 +71,6 @@ bool eventually_recorded_at(const std::function<std::vector<store::Job>()>& jobs
       },
       10s);
 }
-
-// A mount for one test (we run as root), detached when the test ends, before its directory goes.
-class ScopedMount {
- public:
-  // A tmpfs of `size` (e.g. "256k"), read-only when asked.
-  static ScopedMount tmpfs(const fs::path& at, const std::string& size, bool read_only = false) {
-    fs::create_directories(at);
-    const std::string options = "size=" + size + ",mode=0755";
-    if (::mount("tmpfs", at.c_str(), "tmpfs", read_only ? static_cast<unsigned long>(MS_RDONLY) : 0UL,
-                options.c_str()) != 0) {
-      throw std::runtime_error("cannot mount a tmpfs at " + at.string() + ": " + std::strerror(errno));
-    }
-    return ScopedMount(at);
-  }
-  // `dir` mounted onto itself, read-only: writes fail with EROFS even for root.
-  static ScopedMount read_only_bind(const fs::path& dir) {
-    if (::mount(dir.c_str(), dir.c_str(), nullptr, MS_BIND, nullptr) != 0) {
-      throw std::runtime_error("cannot bind-mount " + dir.string() + ": " + std::strerror(errno));
-    }
-    ScopedMount mounted(dir);
-    if (::mount(nullptr, dir.c_str(), nullptr, MS_REMOUNT | MS_BIND | MS_RDONLY, nullptr) != 0) {
-      throw std::runtime_error("cannot make " + dir.string() + " read-only: " + std::strerror(errno));
-    }
-    return mounted;
-  }
-  ScopedMount(ScopedMount&& other) noexcept : at_(std::exchange(other.at_, {})) {}
-  ScopedMount& operator=(ScopedMount&&) = delete;
-  ~ScopedMount() {
-    if (!at_.empty()) ::umount2(at_.c_str(), MNT_DETACH);
-  }
-
- private:
-  explicit ScopedMount(fs::path at) : at_(std::move(at)) {}
-  fs::path at_;
-};
 
 // Writes until the filesystem says ENOSPC; returns the bytes written.
 std::uint64_t fill_filesystem(const fs::path& file) {
