@@ -11,6 +11,14 @@ namespace modeldrop::test {
 
 using namespace std::chrono_literals;
 
+std::optional<store::JobWithAttempts> job_with_attempts(const std::filesystem::path& database, store::JobId id) {
+  auto store = store::JobStore::open_existing(database);
+  if (!store) return std::nullopt;
+  auto job = store->job_with_attempts(id);
+  if (!job || !*job) return std::nullopt;
+  return std::move(**job);
+}
+
 void DaemonTest::SetUp() {
   incoming_ = dir_ / "incoming";
   std::filesystem::create_directories(incoming_);

@@ -26,6 +26,9 @@ struct DaemonConfigOptions {
   std::string log_format = "text";
 };
 
+// One job and its attempts, read through a connection of its own (none while unreadable).
+std::optional<store::JobWithAttempts> job_with_attempts(const std::filesystem::path& database, store::JobId id);
+
 class DaemonTest : public ::testing::Test {
  protected:
   void SetUp() override;

@@ -13,14 +13,6 @@ using namespace std::chrono_literals;
 using store::AttemptOutcome;
 using store::JobState;
 
-std::optional<store::JobWithAttempts> job_with_attempts(const std::filesystem::path& database, store::JobId id) {
-  auto store = store::JobStore::open_existing(database);
-  if (!store) return std::nullopt;
-  auto job = store->job_with_attempts(id);
-  if (!job || !*job) return std::nullopt;
-  return std::move(**job);
-}
-
 std::optional<std::string> held_reason(const std::filesystem::path& database) {
   auto store = store::JobStore::open_existing(database);
   if (!store) return std::nullopt;
