@@ -518,7 +518,7 @@ void Soak::classify_duplicates(const std::vector<store::JobWithAttempts>& jobs,
   for (const auto& entry : jobs) {
     if (entry.job.sha256) job_by_sha[*entry.job.sha256] = &entry;
     for (const auto& attempt : entry.attempts)
-      reconciled_ += attempt.outcome == store::AttemptOutcome::reconciled ? 1 : 0;
+      reconciled_ += attempt.outcome == store::AttemptOutcome::reconciled ? 1U : 0U;
   }
   std::map<std::string, const test::RequestRecord*> request_by_file;
   for (const auto& record : requests) {

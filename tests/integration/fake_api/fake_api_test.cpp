@@ -179,6 +179,7 @@ TEST_F(FakeApiTest, ListingPagesWithAfterAndHasMoreAsTheOpenAIListObject) {
     file.bytes = 10;
     ids.push_back(api().add_file(file).id);
   }
+  const auto text = [](const boost::json::value& v) { return std::string(v.as_string()); };
   const auto page = [&](const std::string& query) {
     const auto answer = curl_answer({"-H", "Authorization: Bearer test-token", url("/v1/files" + query)});
     EXPECT_EQ(answer.status, 200) << answer.body;
@@ -187,16 +188,16 @@ TEST_F(FakeApiTest, ListingPagesWithAfterAndHasMoreAsTheOpenAIListObject) {
   const auto first = page("?limit=2");
   EXPECT_EQ(first.at("object"), "list");
   EXPECT_EQ(first.at("has_more"), true);
-  EXPECT_EQ(first.at("first_id"), ids[4]);
-  EXPECT_EQ(first.at("last_id"), ids[3]);
+  EXPECT_EQ(text(first.at("first_id")), ids[4]);
+  EXPECT_EQ(text(first.at("last_id")), ids[3]);
   const auto second = page("?limit=2&after=" + ids[3]);
-  EXPECT_EQ(second.at("data").as_array()[0].as_object().at("id"), ids[2]);
+  EXPECT_EQ(text(second.at("data").as_array()[0].as_object().at("id")), ids[2]);
   const auto last = page("?limit=2&after=" + ids[1]);
   ASSERT_EQ(last.at("data").as_array().size(), 1u);
   EXPECT_EQ(last.at("has_more"), false);
-  EXPECT_EQ(last.at("last_id"), ids[0]);
+  EXPECT_EQ(text(last.at("last_id")), ids[0]);
   const auto oldest = page("?order=asc&limit=1");
-  EXPECT_EQ(oldest.at("first_id"), ids[0]);
+  EXPECT_EQ(text(oldest.at("first_id")), ids[0]);
   const auto empty = page("?after=file-unknown");
   EXPECT_TRUE(empty.at("data").as_array().empty());
   EXPECT_TRUE(empty.at("first_id").is_null());

@@ -690,9 +690,11 @@ asio::awaitable<std::optional<ConnectionNext>> Connection::serve_read_fault(Requ
   switch (fault.kind) {
     case FaultKind::status:
       co_return co_await answer_after_body(std::move(record), fault_response(fault));
-    case FaultKind::malformed_json:
-      co_return co_await answer_after_body(
-          std::move(record), json_response(http::status::ok, fault.body.empty() ? "<html>gateway</html>" : fault.body));
+    case FaultKind::malformed_json: {
+      // Built before the co_await: gcc 12 destroys a conditional's temporary twice inside one.
+      std::string body = fault.body.empty() ? std::string("<html>gateway</html>") : fault.body;
+      co_return co_await answer_after_body(std::move(record), json_response(http::status::ok, std::move(body)));
+    }
     case FaultKind::reset_after_body:
       server_.state().record(record);
       reset_connection();

@@ -59,7 +59,7 @@ ListPage list_page(const std::vector<ReceivedFile>& stored, const ListQuery& que
     from = std::find_if(ordered.begin(), ordered.end(), [&](const ReceivedFile* f) { return f->id == *query.after; });
     if (from != ordered.end()) ++from;
   }
-  const std::size_t size = std::min(query.limit, std::max<std::size_t>(page_cap, 1));
+  const std::size_t size = page_cap == 0 ? query.limit : std::min(query.limit, page_cap);
   ListPage page;
   for (auto it = from; it != ordered.end() && page.data.size() < size; ++it) page.data.push_back(**it);
   page.has_more = static_cast<std::size_t>(ordered.end() - from) > page.data.size();
