@@ -29,6 +29,17 @@ store::FileIdentity to_store_identity(const upload::FileIdentity& f) {
   return store::FileIdentity{f.device, f.inode, f.size, f.mtime_ns};
 }
 
+// The server may have stored the file although no usable answer was recorded: the whole body
+// went out and then came no definite answer (a reset, a timeout, a 2xx without an OpenAIFile, or
+// shutdown). Not for a changed or removed file: its copy is not the job's content.
+bool left_in_doubt(const upload::UploadResult& result, Verdict verdict) {
+  if (!result.body_complete || verdict == Verdict::succeeded || verdict == Verdict::file_changed ||
+      verdict == Verdict::source_removed) {
+    return false;
+  }
+  return !result.http_status || *result.http_status / 100 == 2;
+}
+
 }  // namespace
 
 UploadScheduler::UploadScheduler(asio::io_context& io, StoreClient& store, upload::UploadPool& pool, const Clock& clock,
@@ -39,6 +50,7 @@ UploadScheduler::UploadScheduler(asio::io_context& io, StoreClient& store, uploa
       clock_(clock),
       settings_(std::move(settings)),
       policy_(settings_.config.retry, seed),
+      reconciler_(store, pool, clock),
       wakeup_(io) {}
 
 void UploadScheduler::start() {
@@ -153,7 +165,7 @@ void UploadScheduler::dispatch() {
     return;
   }
   if (claiming_) return;
-  const std::size_t free = pool_.free_sessions();
+  const std::size_t free = pool_.free_sessions() - std::min(pool_.free_sessions(), reconciling_);
   if (free == 0) return;  // an upload's end calls dispatch again
   claim(free);
 }
@@ -239,6 +251,43 @@ void UploadScheduler::arm_wakeup(std::optional<WallTime> at) {
 }
 
 void UploadScheduler::start_upload(store::Job job, int attempt) {
+  const store::JobId id = job.id;
+  // A job's first try is news; its retries are counted in the retry summary instead, so an
+  // outage does not write one line per job per retry.
+  spdlog::log(job.attempts == 0 ? spdlog::level::info : spdlog::level::debug,
+              "job {}: uploading {} ({} bytes, attempt {})", id, job.current_path.value_or(job.path).string(),
+              job.size_bytes, attempt);
+  auto& flight = in_flight_.emplace(id, InFlight{std::move(job), attempt, 0}).first->second;
+  ++reconciling_;
+  reconciler_.before_sending(flight.job,
+                             [this, id](std::optional<store::Job> adopted) { on_reconciled(id, std::move(adopted)); });
+}
+
+// An earlier attempt in doubt may have left the file on the server: adopted, the job is done
+// without sending; otherwise (or with nothing in doubt) it is sent.
+void UploadScheduler::on_reconciled(store::JobId id, std::optional<store::Job> adopted) {
+  --reconciling_;
+  auto it = in_flight_.find(id);
+  if (it == in_flight_.end()) return;
+  if (adopted) {
+    in_flight_.erase(it);
+    holds_.upload_succeeded();
+    after_finish(*adopted);
+    finish_stop_if_idle();
+    dispatch();
+    return;
+  }
+  if (stopping_) {
+    upload::UploadResult stopped;
+    stopped.error = upload::AttemptError::cancelled;
+    stopped.error_message = "cancelled";
+    return on_upload_done(id, std::move(stopped));
+  }
+  send_upload(id);
+}
+
+void UploadScheduler::send_upload(store::JobId id) {
+  const store::Job& job = in_flight_.at(id).job;
   upload::UploadRequest request;
   request.job_id = job.id;
   request.path = job.current_path.value_or(job.path);
@@ -247,12 +296,6 @@ void UploadScheduler::start_upload(store::Job job, int attempt) {
   request.expected = to_upload_identity(job.file);
   request.compute_sha256 = !job.sha256.has_value();
   add_preflight(request, job);
-  const store::JobId id = job.id;
-  // A job's first try is news; its retries are counted in the retry summary instead, so an
-  // outage does not write one line per job per retry.
-  spdlog::log(job.attempts == 0 ? spdlog::level::info : spdlog::level::debug,
-              "job {}: uploading {} ({} bytes, attempt {})", id, request.path.string(), job.size_bytes, attempt);
-  in_flight_.emplace(id, InFlight{std::move(job), attempt, 0});
   pool_.start(
       std::move(request),
       [this, id](std::uint64_t bytes_sent) {
@@ -350,6 +393,7 @@ void UploadScheduler::record(const InFlight& flight, const upload::UploadResult&
   report.bytes_sent = result.bytes_sent;
   report.counts_toward_attempts = decision.counts;
   report.sent_file = to_store_identity(result.file_after);
+  report.in_doubt = left_in_doubt(result, decision.verdict);
   if (!decision.reason.empty()) {
     report.error = decision.reason;
     report.last_error = decision.reason;

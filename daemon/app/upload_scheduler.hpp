@@ -4,6 +4,7 @@
 // CONTRACT §6 says each outcome means. Lives on the event loop; the store is reached only
 // through StoreClient, so no SQL runs on this thread.
 
+#include "app/in_doubt_reconciler.hpp"
 #include "app/store_client.hpp"
 #include "app/upload_holds.hpp"
 #include "common/timestamp.hpp"
@@ -75,6 +76,8 @@ class UploadScheduler {
   void claim(std::size_t count);
   void on_claimed(Result<std::vector<std::pair<store::Job, int>>> claimed);
   void start_upload(store::Job job, int attempt);
+  void on_reconciled(store::JobId id, std::optional<store::Job> adopted);
+  void send_upload(store::JobId id);
   void add_preflight(upload::UploadRequest& request, const store::Job& job);
   void on_upload_done(store::JobId id, upload::UploadResult result);
   void record(const InFlight& flight, const upload::UploadResult& result, const upload::Decision& decision);
@@ -93,6 +96,8 @@ class UploadScheduler {
   Settings settings_;
   upload::RetryPolicy policy_;
   UploadHolds holds_;
+  InDoubtReconciler reconciler_;
+  std::size_t reconciling_ = 0;  // claimed jobs looking for an in-doubt copy: they hold a session
   std::map<store::JobId, InFlight> in_flight_;
   boost::asio::steady_timer wakeup_;
   bool claiming_ = false;

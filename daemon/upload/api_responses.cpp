@@ -85,16 +85,22 @@ std::optional<OpenAIFile> parse_openai_file(std::string_view body) {
   return file_from(*value);
 }
 
-std::optional<std::vector<OpenAIFile>> parse_file_list(std::string_view body) {
+std::optional<FilePage> parse_file_page(std::string_view body) {
   auto value = parse_json(body);
   if (!value || !value->is_object()) return std::nullopt;
-  const auto* data = value->as_object().if_contains("data");
+  const auto& object = value->as_object();
+  const auto* data = object.if_contains("data");
   if (data == nullptr || !data->is_array()) return std::nullopt;
-  std::vector<OpenAIFile> files;
+  FilePage page;
   for (const auto& entry : data->as_array()) {
-    if (auto file = file_from(entry)) files.push_back(std::move(*file));
+    if (auto file = file_from(entry)) page.files.push_back(std::move(*file));
   }
-  return files;
+  if (const auto* more = object.if_contains("has_more"); more != nullptr && more->is_bool()) {
+    page.has_more = more->get_bool();
+  }
+  page.last_id = string_field(object, "last_id");
+  if (page.last_id && page.last_id->empty()) page.last_id.reset();
+  return page;
 }
 
 std::string error_detail(std::string_view body) {

@@ -23,8 +23,14 @@ struct OpenAIFile {
 
 std::optional<OpenAIFile> parse_openai_file(std::string_view body);
 
-// `{"data": [OpenAIFile...], "object": "list"}`; entries without an id are skipped.
-std::optional<std::vector<OpenAIFile>> parse_file_list(std::string_view body);
+// One page of GET /v1/files: `{"object": "list", "data": [OpenAIFile...], "has_more": bool,
+// "first_id", "last_id"}`; entries without an id are skipped. `has_more` absent means false.
+struct FilePage {
+  std::vector<OpenAIFile> files;
+  bool has_more = false;
+  std::optional<std::string> last_id;  // the cursor for `after`
+};
+std::optional<FilePage> parse_file_page(std::string_view body);
 
 // The human text of an error answer: FastAPI's `{"detail": [{"loc", "msg"}...]}` as
 // "body.file: Field required; ...", `{"detail": "text"}` as the text, anything else as

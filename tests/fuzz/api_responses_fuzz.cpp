@@ -21,8 +21,9 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   if (const auto file = upload::parse_openai_file(body)) {
     require(!file->id.empty(), "an OpenAIFile has a non-empty id");
   }
-  if (const auto files = upload::parse_file_list(body)) {
-    for (const auto& file : *files) require(!file.id.empty(), "every listed file has a non-empty id");
+  if (const auto page = upload::parse_file_page(body)) {
+    for (const auto& file : page->files) require(!file.id.empty(), "every listed file has a non-empty id");
+    if (page->last_id) require(!page->last_id->empty(), "a cursor is never empty");
   }
   const std::string detail = upload::error_detail(body);
   require(detail.size() <= kMaxDetailBytes, "the error detail is bounded");

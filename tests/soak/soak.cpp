@@ -1,8 +1,9 @@
 // modeldrop-soak: the chaos soak of issue #9 (README.md here). One program drives everything:
 // the fake API in process (seeded 30 % fault mix), modeldropd as a child that is SIGKILLed and
 // restarted every ~15 s, writers dropping 500 archives into a small tmpfs, an outside write
-// lock on the database, a phase where the tmpfs is full. Then it checks the end state and
-// explains every duplicate copy on the server. Exit 0 when every check holds, 1 otherwise.
+// lock on the database, a phase where the tmpfs is full. Then it checks the end state: one
+// server copy per archive, each job naming a copy of its own content. Exit 0 when every check
+// holds, 1 otherwise.
 
 #include "soak_parts.hpp"
 #include "store/job_store.hpp"
@@ -135,6 +136,10 @@ std::vector<Fault> fault_kinds() {
       {.kind = FaultKind::reset_after_bytes, .after_bytes = 3 << 20},
       {.kind = FaultKind::reset_after_body},
       {.kind = FaultKind::stall, .stall_for = 5s},
+      // The server stores the file, then the answer is lost: the next attempt must adopt that copy.
+      {.kind = FaultKind::reset_after_body, .store_first = true},
+      {.kind = FaultKind::stall, .stall_for = 5s, .store_first = true},
+      {.kind = FaultKind::slow, .stall_for = 5s},
       {.kind = FaultKind::status, .status = 429, .headers = {{"Retry-After", "1"}}},
       {.kind = FaultKind::status, .status = 429, .headers = {{"retry-after-ms", "700"}}},
       {.kind = FaultKind::malformed_json},
@@ -194,6 +199,7 @@ class Soak {
   double converged_after_s_ = 0;
   double total_s_ = 0;
   std::map<std::string, std::vector<std::string>> duplicates_;  // reason -> copies
+  std::size_t reconciled_ = 0;                                  // attempts that adopted an in-doubt copy
 };
 
 void Soak::start_daemon() {
@@ -511,6 +517,8 @@ void Soak::classify_duplicates(const std::vector<store::JobWithAttempts>& jobs,
   std::map<std::string, const store::JobWithAttempts*> job_by_sha;
   for (const auto& entry : jobs) {
     if (entry.job.sha256) job_by_sha[*entry.job.sha256] = &entry;
+    for (const auto& attempt : entry.attempts)
+      reconciled_ += attempt.outcome == store::AttemptOutcome::reconciled ? 1U : 0U;
   }
   std::map<std::string, const test::RequestRecord*> request_by_file;
   for (const auto& record : requests) {
@@ -533,9 +541,11 @@ void Soak::classify_duplicates(const std::vector<store::JobWithAttempts>& jobs,
       problem("duplicate " + copy + ": no request stored it");
       continue;
     }
-    if (record->second->fault == FaultKind::malformed_json) {
-      duplicates_["garbage 200: stored, but the answer was no OpenAIFile, so the daemon retried (CONTRACT §6)"]
-          .push_back(copy);
+    // Every copy beyond the recorded one is a failure: in-doubt attempts are reconciled. The
+    // label says what the stored copy's request went through, to find why it was not adopted.
+    problem("duplicate " + copy + " (its request: " + fault_label(*record->second) + ")");
+    if (record->second->fault != FaultKind::none) {
+      duplicates_["after a fault (" + fault_label(*record->second) + ")"].push_back(copy);
       continue;
     }
     // A clean 200 the daemon did not record: it was killed between the server storing the file and
@@ -557,9 +567,8 @@ void Soak::classify_duplicates(const std::vector<store::JobWithAttempts>& jobs,
           .push_back(copy + ", killed pid " + std::to_string(kill->pid));
       continue;
     }
-    problem("duplicate " + copy + " is unexplained: a clean 200, no kill near it" +
-            (logged ? " (the daemon logged the success)" : ""));
-    duplicates_["UNEXPLAINED"].push_back(copy);
+    duplicates_[std::string("a clean 200, no kill near it") + (logged ? " (the daemon logged the success)" : "")]
+        .push_back(copy);
   }
 }
 
@@ -621,8 +630,9 @@ void Soak::write_summary() {
   const auto files = api_->files();
   std::size_t copies = 0;
   for (const auto& [reason, list] : duplicates_) copies += list.size();
-  out << "server copies: " << files.size() << " for " << archives_.size() << " archives; duplicates: " << copies
-      << "\n";
+  out << "server copies: " << files.size() << " for " << archives_.size()
+      << " archives; copies beyond one per archive: " << copies
+      << "; attempts reconciled with a stored copy: " << reconciled_ << "\n";
   for (const auto& [reason, list] : duplicates_) {
     out << "  " << list.size() << " x " << reason << "\n";
     for (const auto& copy : list) out << "      " << copy << "\n";

@@ -19,6 +19,14 @@ std::optional<std::string> held_reason(const std::filesystem::path& database) {
   return (*record)->held_reason;
 }
 
+std::optional<store::JobWithAttempts> job_with_attempts(const std::filesystem::path& database, store::JobId id) {
+  auto store = store::JobStore::open_existing(database);
+  if (!store) return std::nullopt;
+  auto job = store->job_with_attempts(id);
+  if (!job || !*job) return std::nullopt;
+  return std::move(**job);
+}
+
 void DaemonTest::SetUp() {
   incoming_ = dir_ / "incoming";
   std::filesystem::create_directories(incoming_);

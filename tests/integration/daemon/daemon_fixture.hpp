@@ -29,6 +29,9 @@ struct DaemonConfigOptions {
 // The daemon row's held_reason, read through a connection of its own (none when unreadable).
 std::optional<std::string> held_reason(const std::filesystem::path& database);
 
+// One job and its attempts, read through a connection of its own (none while unreadable).
+std::optional<store::JobWithAttempts> job_with_attempts(const std::filesystem::path& database, store::JobId id);
+
 class DaemonTest : public ::testing::Test {
  protected:
   void SetUp() override;

@@ -13,14 +13,6 @@ using namespace std::chrono_literals;
 using store::AttemptOutcome;
 using store::JobState;
 
-std::optional<store::JobWithAttempts> job_with_attempts(const std::filesystem::path& database, store::JobId id) {
-  auto store = store::JobStore::open_existing(database);
-  if (!store) return std::nullopt;
-  auto job = store->job_with_attempts(id);
-  if (!job || !*job) return std::nullopt;
-  return std::move(**job);
-}
-
 std::size_t upload_requests(const FakeApi& api) {
   std::size_t n = 0;
   for (const auto& r : api.requests()) n += r.target.starts_with("/v0/models/upload") ? 1U : 0U;

@@ -170,6 +170,63 @@ TEST_F(FakeApiTest, ListsFilesNewestFirstAndGetsOneById) {
   EXPECT_EQ(curl_answer({"-H", "Authorization: Bearer wrong", url("/v1/files/" + second_id)}).status, 401);
 }
 
+TEST_F(FakeApiTest, ListingPagesWithAfterAndHasMoreAsTheOpenAIListObject) {
+  start();
+  std::vector<std::string> ids;  // oldest first
+  for (int i = 0; i < 5; ++i) {
+    ReceivedFile file;
+    file.filename = "f" + std::to_string(i) + ".zip";
+    file.bytes = 10;
+    ids.push_back(api().add_file(file).id);
+  }
+  const auto text = [](const boost::json::value& v) { return std::string(v.as_string()); };
+  const auto page = [&](const std::string& query) {
+    const auto answer = curl_answer({"-H", "Authorization: Bearer test-token", url("/v1/files" + query)});
+    EXPECT_EQ(answer.status, 200) << answer.body;
+    return json_object(answer.body);
+  };
+  const auto first = page("?limit=2");
+  EXPECT_EQ(first.at("object"), "list");
+  EXPECT_EQ(first.at("has_more"), true);
+  EXPECT_EQ(text(first.at("first_id")), ids[4]);
+  EXPECT_EQ(text(first.at("last_id")), ids[3]);
+  const auto second = page("?limit=2&after=" + ids[3]);
+  EXPECT_EQ(text(second.at("data").as_array()[0].as_object().at("id")), ids[2]);
+  const auto last = page("?limit=2&after=" + ids[1]);
+  ASSERT_EQ(last.at("data").as_array().size(), 1u);
+  EXPECT_EQ(last.at("has_more"), false);
+  EXPECT_EQ(text(last.at("last_id")), ids[0]);
+  const auto oldest = page("?order=asc&limit=1");
+  EXPECT_EQ(text(oldest.at("first_id")), ids[0]);
+  const auto empty = page("?after=file-unknown");
+  EXPECT_TRUE(empty.at("data").as_array().empty());
+  EXPECT_TRUE(empty.at("first_id").is_null());
+  api().set_list_page_cap(3);
+  const auto capped = page("?limit=100");
+  EXPECT_EQ(capped.at("data").as_array().size(), 3u);
+  EXPECT_EQ(capped.at("has_more"), true);
+  EXPECT_EQ(curl_answer({"-H", "Authorization: Bearer test-token", url("/v1/files?limit=0")}).status, 422);
+  EXPECT_EQ(curl_answer({"-H", "Authorization: Bearer test-token", url("/v1/files?order=up")}).status, 422);
+}
+
+TEST_F(FakeApiTest, ListFaultsApplyToReadsInOrderAndNotToUploads) {
+  start();
+  Fault failing;
+  failing.kind = FaultKind::status;
+  failing.status = 500;
+  api().push_list_fault(failing);
+  Fault garbage;
+  garbage.kind = FaultKind::malformed_json;
+  api().push_list_fault(garbage);
+  const auto file = temp_.write("a.zip", "abc");
+  EXPECT_EQ(upload(file, "a.zip").status, 200) << "uploads do not take list faults";
+  EXPECT_EQ(curl_answer({"-H", "Authorization: Bearer test-token", url("/v1/files")}).status, 500);
+  const auto html = curl_answer({"-H", "Authorization: Bearer test-token", url("/v1/files/file-x")});
+  EXPECT_EQ(html.status, 200);
+  EXPECT_EQ(html.body, "<html>gateway</html>");
+  EXPECT_EQ(curl_answer({"-H", "Authorization: Bearer test-token", url("/v1/files")}).status, 200);
+}
+
 TEST_F(FakeApiTest, UnknownPathIs404AndWrongMethodIs405) {
   start();
   const auto unknown = curl_answer({"-H", "Authorization: Bearer test-token", url("/v0/nothing")});

@@ -5,6 +5,7 @@
 
 #include "common/text.hpp"
 #include "support/fake_api/fake_api_json.hpp"
+#include "support/fake_api/file_listing.hpp"
 #include "support/fake_api/multipart.hpp"
 
 #include <openssl/evp.h>
@@ -39,6 +40,7 @@
 #include <mutex>
 #include <random>
 #include <thread>
+#include <variant>
 
 namespace modeldrop::test {
 namespace {
@@ -86,6 +88,9 @@ struct ServerState {
   mutable std::mutex mutex;
   std::string token;
   std::deque<Fault> faults;
+  std::deque<Fault> list_faults;
+  std::size_t list_page_cap = 0;
+  std::function<void(const ReceivedFile&)> on_stored;
   Fault default_fault;
   FaultMix mix;
   std::mt19937_64 mix_random;
@@ -107,6 +112,13 @@ struct ServerState {
     }
     Fault fault = std::move(faults.front());
     faults.pop_front();
+    return fault;
+  }
+  Fault take_list_fault() {
+    std::lock_guard lock(mutex);
+    if (list_faults.empty()) return Fault{.kind = FaultKind::none};
+    Fault fault = std::move(list_faults.front());
+    list_faults.pop_front();
     return fault;
   }
   void record(const RequestRecord& record) {
@@ -275,6 +287,8 @@ class Connection {
                                                         const Fault& fault);
   asio::awaitable<ConnectionNext> serve_list(RequestRecord record, const boost::urls::url_view& url);
   asio::awaitable<ConnectionNext> serve_get(RequestRecord record, const std::string& id);
+  asio::awaitable<std::optional<ConnectionNext>> serve_read_fault(RequestRecord& record, const Fault& fault);
+  asio::awaitable<void> pause_for(std::chrono::milliseconds how_long);
   asio::awaitable<ConnectionNext> serve_control(const std::string& path);
 
   // Reads the body (all of it, or up to `limit` bytes), re-arming the idle deadline per read
@@ -500,6 +514,7 @@ asio::awaitable<ConnectionNext> Connection::serve_upload(RequestRecord record, s
     case FaultKind::throttle:
     case FaultKind::malformed_json:
     case FaultKind::oversized_response:
+    case FaultKind::slow:
       co_return co_await serve_upload_normally(std::move(record), std::move(project_id), fault);
 
     case FaultKind::status:
@@ -526,6 +541,9 @@ asio::awaitable<ConnectionNext> Connection::serve_upload(RequestRecord record, s
 
     case FaultKind::reset_after_bytes:
     case FaultKind::reset_after_body: {
+      if (fault.kind == FaultKind::reset_after_body && fault.store_first) {
+        co_return co_await serve_upload_normally(std::move(record), std::move(project_id), fault);
+      }
       const auto limit =
           fault.kind == FaultKind::reset_after_bytes ? std::optional<std::uint64_t>(fault.after_bytes) : std::nullopt;
       const auto read = co_await read_body(discard, limit);
@@ -536,6 +554,7 @@ asio::awaitable<ConnectionNext> Connection::serve_upload(RequestRecord record, s
     }
 
     case FaultKind::stall: {
+      if (fault.store_first) co_return co_await serve_upload_normally(std::move(record), std::move(project_id), fault);
       const auto read = co_await read_body(discard);
       record.body_bytes_read = read.bytes;
       server_.state().record(record);
@@ -609,11 +628,25 @@ asio::awaitable<ConnectionNext> Connection::serve_upload_normally(RequestRecord 
       std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch()).count();
   record.status = 200;
   record.file_id = file.id;
+  std::function<void(const ReceivedFile&)> on_stored;
   {
     auto& state = server_.state();
     std::lock_guard lock(state.mutex);
     state.files.push_back(file);
     state.requests.push_back(record);
+    on_stored = state.on_stored;
+  }
+  if (on_stored) on_stored(file);
+  if (fault.kind == FaultKind::reset_after_body) {
+    reset_connection();
+    co_return ConnectionNext::drop;
+  }
+  if (fault.kind == FaultKind::stall) {
+    co_await pause_for(fault.stall_for);
+    beast::error_code ignored;
+    socket().shutdown(tcp::socket::shutdown_both, ignored);
+    socket().close(ignored);
+    co_return ConnectionNext::drop;
   }
   if (fault.kind == FaultKind::malformed_json) {
     std::string body =
@@ -621,47 +654,75 @@ asio::awaitable<ConnectionNext> Connection::serve_upload_normally(RequestRecord 
     co_return co_await send(json_response(http::status::ok, std::move(body)));
   }
   if (fault.kind == FaultKind::oversized_response) co_return co_await send_oversized(file, fault.oversized_bytes);
+  // Stored, and the answer still on its way: what another client listing the files then sees.
+  if (fault.kind == FaultKind::slow) co_await pause_for(fault.stall_for);
   co_return co_await send(json_response(http::status::ok, openai_file_json(file)));
 }
 
 asio::awaitable<ConnectionNext> Connection::serve_list(RequestRecord record, const boost::urls::url_view& url) {
+  const Fault fault = server_.state().take_list_fault();
+  if (fault.kind != FaultKind::none && fault.kind != FaultKind::slow) {
+    if (auto next = co_await serve_read_fault(record, fault)) co_return *next;
+  }
   const auto auth = check_bearer(record.authorization, server_.state().current_token());
   if (!auth.ok)
     co_return co_await answer_after_body(std::move(record), json_response(auth.status, std::string(auth.body)));
-  std::optional<std::string> project_id;
-  std::optional<std::string> purpose;
-  std::size_t limit = std::numeric_limits<std::size_t>::max();
-  std::optional<std::string> bad_limit;
-  for (const auto& param : url.params()) {
-    if (param.key == "ai_project_id") project_id = std::string(param.value);
-    if (param.key == "purpose") purpose = std::string(param.value);
-    if (param.key == "limit") {
-      const auto [end, ec] = std::from_chars(param.value.data(), param.value.data() + param.value.size(), limit);
-      if (ec != std::errc() || end != param.value.data() + param.value.size()) bad_limit = param.value;
-    }
-  }
-  if (bad_limit) {
-    std::string invalid = R"({"detail":[{"type":"int_parsing","loc":["query","limit"],)"
-                          R"("msg":"Input should be a valid integer, unable to parse string as an integer","input":)" +
-                          boost::json::serialize(boost::json::string(*bad_limit)) + "}]}";
+  auto query = parse_list_query(url.params());
+  if (auto* invalid = std::get_if<std::string>(&query)) {
     co_return co_await answer_after_body(std::move(record),
-                                         json_response(http::status::unprocessable_entity, std::move(invalid)));
+                                         json_response(http::status::unprocessable_entity, std::move(*invalid)));
   }
-  std::vector<ReceivedFile> listed;
+  record.fault = fault.kind;
+  // Slow: the page is made after the pause, from the files stored by then.
+  if (fault.kind == FaultKind::slow) co_await pause_for(fault.stall_for);
+  std::string page;
   {
     auto& state = server_.state();
-    std::lock_guard lock(state.mutex);
-    for (auto it = state.files.rbegin(); it != state.files.rend() && listed.size() < limit; ++it) {
-      if (project_id && it->project_id != project_id) continue;
-      if (purpose && *purpose != "fine-tune") continue;
-      listed.push_back(*it);
-    }
+    std::lock_guard lock(state.mutex);  // never held across a co_await
+    page = list_page_json(list_page(state.files, std::get<ListQuery>(query), state.list_page_cap));
   }
-  co_return co_await answer_after_body(std::move(record),
-                                       json_response(http::status::ok, openai_file_list_json(listed)));
+  co_return co_await answer_after_body(std::move(record), json_response(http::status::ok, std::move(page)));
+}
+
+// A fault on a read request (listing, file lookup); none for kinds that do not apply to reads.
+asio::awaitable<std::optional<ConnectionNext>> Connection::serve_read_fault(RequestRecord& record, const Fault& fault) {
+  record.fault = fault.kind;
+  switch (fault.kind) {
+    case FaultKind::status:
+      co_return co_await answer_after_body(std::move(record), fault_response(fault));
+    case FaultKind::malformed_json: {
+      // Built before the co_await: gcc 12 destroys a conditional's temporary twice inside one.
+      std::string body = fault.body.empty() ? std::string("<html>gateway</html>") : fault.body;
+      co_return co_await answer_after_body(std::move(record), json_response(http::status::ok, std::move(body)));
+    }
+    case FaultKind::reset_after_body:
+      server_.state().record(record);
+      reset_connection();
+      co_return ConnectionNext::drop;
+    case FaultKind::stall: {
+      server_.state().record(record);
+      co_await pause_for(fault.stall_for);
+      beast::error_code ignored;
+      socket().shutdown(tcp::socket::shutdown_both, ignored);
+      socket().close(ignored);
+      co_return ConnectionNext::drop;
+    }
+    default:
+      co_return std::nullopt;
+  }
+}
+
+asio::awaitable<void> Connection::pause_for(std::chrono::milliseconds how_long) {
+  asio::steady_timer delay(stream_.get_executor(), how_long);
+  co_await delay.async_wait(use_tuple);
 }
 
 asio::awaitable<ConnectionNext> Connection::serve_get(RequestRecord record, const std::string& id) {
+  const Fault fault = server_.state().take_list_fault();
+  if (fault.kind != FaultKind::none && fault.kind != FaultKind::slow) {
+    if (auto next = co_await serve_read_fault(record, fault)) co_return *next;
+  }
+  if (fault.kind == FaultKind::slow) co_await pause_for(fault.stall_for);
   const auto auth = check_bearer(record.authorization, server_.state().current_token());
   if (!auth.ok)
     co_return co_await answer_after_body(std::move(record), json_response(auth.status, std::string(auth.body)));
@@ -696,16 +757,31 @@ asio::awaitable<ConnectionNext> Connection::serve_control(const std::string& pat
   const auto bad = [&](const std::string& message) {
     return json_response(http::status::bad_request, boost::json::serialize(boost::json::object{{"detail", message}}));
   };
-  if (path == "/_fake/faults" && method == http::verb::post) {
+  if ((path == "/_fake/faults" || path == "/_fake/list-faults") && method == http::verb::post) {
     auto faults = faults_from_json(body);
     if (!faults) co_return co_await send(bad(faults.error().message));
+    auto& queue = path == "/_fake/faults" ? state.faults : state.list_faults;
     std::size_t queued = 0;
     {
       std::lock_guard lock(state.mutex);
-      for (auto& fault : *faults) state.faults.push_back(std::move(fault));
-      queued = state.faults.size();
+      for (auto& fault : *faults) queue.push_back(std::move(fault));
+      queued = queue.size();
     }
     co_return co_await send(ok(R"({"queued":)" + std::to_string(queued) + "}"));
+  }
+  if (path == "/_fake/list-page-cap" && method == http::verb::post) {
+    boost::json::error_code ec;
+    const auto value = boost::json::parse(body, ec);
+    const auto* object = ec ? nullptr : value.if_object();
+    const auto* cap = object != nullptr ? object->if_contains("files_per_page") : nullptr;
+    if (cap == nullptr || !cap->is_int64() || cap->get_int64() < 0) {
+      co_return co_await send(bad(R"(expected {"files_per_page": N})"));
+    }
+    {
+      std::lock_guard lock(state.mutex);
+      state.list_page_cap = static_cast<std::size_t>(cap->get_int64());
+    }
+    co_return co_await send(ok(R"({"ok":true})"));
   }
   if (path == "/_fake/default-fault" && method == http::verb::post) {
     auto fault = fault_from_json(body);
@@ -738,6 +814,8 @@ asio::awaitable<ConnectionNext> Connection::serve_control(const std::string& pat
     {
       std::lock_guard lock(state.mutex);
       state.faults.clear();
+      state.list_faults.clear();
+      state.list_page_cap = 0;
       state.default_fault = Fault{};
       state.mix = FaultMix{};
       state.files.clear();
@@ -961,6 +1039,32 @@ void FakeApi::set_default_fault(Fault fault) {
 
 void FakeApi::set_fault_mix(double probability, std::vector<Fault> faults, std::uint64_t seed) {
   impl_->server.state().set_mix({.probability = probability, .faults = std::move(faults), .seed = seed});
+}
+
+void FakeApi::push_list_fault(Fault fault) {
+  auto& state = impl_->server.state();
+  std::lock_guard lock(state.mutex);
+  state.list_faults.push_back(std::move(fault));
+}
+
+void FakeApi::set_list_page_cap(std::size_t files_per_page) {
+  auto& state = impl_->server.state();
+  std::lock_guard lock(state.mutex);
+  state.list_page_cap = files_per_page;
+}
+
+ReceivedFile FakeApi::add_file(ReceivedFile file) {
+  auto& state = impl_->server.state();
+  if (file.id.empty()) file.id = state.new_file_id();
+  std::lock_guard lock(state.mutex);
+  state.files.push_back(file);
+  return file;
+}
+
+void FakeApi::on_file_stored(std::function<void(const ReceivedFile&)> callback) {
+  auto& state = impl_->server.state();
+  std::lock_guard lock(state.mutex);
+  state.on_stored = std::move(callback);
 }
 
 void FakeApi::set_token(std::string token) {

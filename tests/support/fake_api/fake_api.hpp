@@ -8,6 +8,7 @@
 #include <chrono>
 #include <cstdint>
 #include <filesystem>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -43,6 +44,7 @@ enum class FaultKind {
   throttle,            // read the body at `bytes_per_second`, then answer normally
   malformed_json,      // 200 with a body that is not an OpenAIFile
   oversized_response,  // 200 with a `oversized_bytes` JSON body
+  slow,                // store the file (or build the listing), wait `stall_for`, then answer normally
 };
 
 struct Fault {
@@ -57,6 +59,9 @@ struct Fault {
   // early_status: how long the server keeps reading and discarding the body after its
   // answer before it closes (unread data then makes the kernel send a RST).
   std::chrono::milliseconds linger_for{std::chrono::seconds(2)};
+  // reset_after_body and stall: the upload is stored first (the answer is then lost), as a
+  // server that committed the file before the connection failed.
+  bool store_first = false;
 };
 
 // A seeded random share of failing uploads: each upload request that finds the fault queue
@@ -120,6 +125,15 @@ class FakeApi {
   // Between the queue and the default fault: see FaultMix. Probability 0 or no faults turns it off.
   void set_fault_mix(double probability, std::vector<Fault> faults, std::uint64_t seed);
   void set_token(std::string token);
+  // Faults for GET /v1/files and GET /v1/files/{id}, FIFO, one per request (none when empty):
+  // status, stall, slow, malformed_json and reset_after_body; other kinds answer normally.
+  void push_list_fault(Fault fault);
+  // GET /v1/files returns at most this many files per page, whatever `limit` asks (0 = no cap).
+  void set_list_page_cap(std::size_t files_per_page);
+  // Stores a file as if it had been uploaded (its id is made up when empty): crowds the listing.
+  ReceivedFile add_file(ReceivedFile file);
+  // Runs on the server's thread right after an upload is stored, before its answer is sent.
+  void on_file_stored(std::function<void(const ReceivedFile&)> callback);
 
   [[nodiscard]] std::vector<ReceivedFile> files() const;
   [[nodiscard]] std::vector<RequestRecord> requests() const;

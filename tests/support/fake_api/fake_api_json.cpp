@@ -10,7 +10,7 @@ namespace modeldrop::test {
 namespace json = boost::json;
 namespace {
 
-constexpr std::array<std::pair<FaultKind, std::string_view>, 9> kFaultKindNames{{
+constexpr std::array<std::pair<FaultKind, std::string_view>, 10> kFaultKindNames{{
     {FaultKind::none, "none"},
     {FaultKind::status, "status"},
     {FaultKind::early_status, "early_status"},
@@ -20,6 +20,7 @@ constexpr std::array<std::pair<FaultKind, std::string_view>, 9> kFaultKindNames{
     {FaultKind::throttle, "throttle"},
     {FaultKind::malformed_json, "malformed_json"},
     {FaultKind::oversized_response, "oversized_response"},
+    {FaultKind::slow, "slow"},
 }};
 
 json::object fault_object(const Fault& fault) {
@@ -31,7 +32,7 @@ json::object fault_object(const Fault& fault) {
       {"headers", std::move(headers)},          {"body", fault.body},
       {"after_bytes", fault.after_bytes},       {"bytes_per_second", fault.bytes_per_second},
       {"stall_for", fault.stall_for.count()},   {"oversized_bytes", fault.oversized_bytes},
-      {"linger_for", fault.linger_for.count()},
+      {"linger_for", fault.linger_for.count()}, {"store_first", fault.store_first},
   };
 }
 
@@ -56,9 +57,9 @@ Result<Fault> fault_from_value(const json::value& value) {
   if (!value.is_object()) return make_error("a fault must be a JSON object");
   const auto& object = value.get_object();
   for (const auto& [key, unused] : object) {
-    static constexpr std::array<std::string_view, 9> kKnown{"kind",      "status",          "headers",
-                                                            "body",      "after_bytes",     "bytes_per_second",
-                                                            "stall_for", "oversized_bytes", "linger_for"};
+    static constexpr std::array<std::string_view, 10> kKnown{
+        "kind",      "status",          "headers",    "body",       "after_bytes", "bytes_per_second",
+        "stall_for", "oversized_bytes", "linger_for", "store_first"};
     if (std::find(kKnown.begin(), kKnown.end(), std::string_view(key)) == kKnown.end()) {
       return make_error("unknown fault field '" + std::string(key) + "'");
     }
@@ -90,6 +91,10 @@ Result<Fault> fault_from_value(const json::value& value) {
   fault.stall_for = std::chrono::milliseconds(stall_for.value());
   fault.oversized_bytes = oversized.value();
   fault.linger_for = std::chrono::milliseconds(linger_for.value());
+  if (const auto* store_first = object.if_contains("store_first")) {
+    if (!store_first->is_bool()) return make_error("fault field 'store_first' must be true or false");
+    fault.store_first = store_first->get_bool();
+  }
   if (fault.status < 100 || fault.status > 999) return make_error("fault status must be 100..999");
   if (const auto* headers = object.if_contains("headers")) {
     // Either [["Retry-After", "3"], ...] or {"Retry-After": "3", ...}.
@@ -284,12 +289,6 @@ std::string request_records_to_json(const std::vector<RequestRecord>& records) {
 
 std::string openai_file_json(const ReceivedFile& file) {
   return json::serialize(openai_file_object(file));
-}
-
-std::string openai_file_list_json(const std::vector<ReceivedFile>& newest_first) {
-  json::array data;
-  for (const auto& file : newest_first) data.push_back(openai_file_object(file));
-  return json::serialize(json::object{{"data", std::move(data)}, {"object", "list"}});
 }
 
 }  // namespace modeldrop::test

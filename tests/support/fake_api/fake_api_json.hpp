@@ -33,6 +33,5 @@ std::string request_records_to_json(const std::vector<RequestRecord>& records);
 
 // The API's own answer for a stored file (OpenAPI `OpenAIFile`).
 std::string openai_file_json(const ReceivedFile& file);
-std::string openai_file_list_json(const std::vector<ReceivedFile>& newest_first);
 
 }  // namespace modeldrop::test

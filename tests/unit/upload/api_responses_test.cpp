@@ -26,13 +26,20 @@ TEST(ParseOpenAIFile, WrongTypesOfOptionalFieldsAreDropped) {
   EXPECT_EQ(file->status_details, "ok");
 }
 
-TEST(ParseFileList, KeepsEntriesWithIds) {
-  auto files = parse_file_list(R"({"object":"list","data":[{"id":"a","bytes":1},{"nope":1},{"id":"b"}]})");
-  ASSERT_TRUE(files);
-  ASSERT_EQ(files->size(), 2u);
-  EXPECT_EQ((*files)[1].id, "b");
-  EXPECT_FALSE(parse_file_list(R"({"data":{}})"));
-  EXPECT_FALSE(parse_file_list("[]"));
+TEST(ParseFilePage, KeepsEntriesWithIdsAndTheCursor) {
+  auto page = parse_file_page(
+      R"({"object":"list","data":[{"id":"a","bytes":1},{"nope":1},{"id":"b"}],"has_more":true,"first_id":"a","last_id":"b"})");
+  ASSERT_TRUE(page);
+  ASSERT_EQ(page->files.size(), 2u);
+  EXPECT_EQ(page->files[1].id, "b");
+  EXPECT_TRUE(page->has_more);
+  EXPECT_EQ(page->last_id, "b");
+  auto plain = parse_file_page(R"({"object":"list","data":[]})");
+  ASSERT_TRUE(plain);
+  EXPECT_FALSE(plain->has_more);
+  EXPECT_FALSE(plain->last_id);
+  EXPECT_FALSE(parse_file_page(R"({"data":{}})"));
+  EXPECT_FALSE(parse_file_page("[]"));
 }
 
 TEST(ErrorDetail, FastApiShapes) {

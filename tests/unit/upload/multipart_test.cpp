@@ -74,3 +74,18 @@ TEST(MultipartFraming, ExactBytesAndContentLength) {
 
 }  // namespace
 }  // namespace modeldrop::upload
+
+namespace modeldrop::upload {
+namespace {
+
+TEST(RecordedFilename, IsWhatTheApiDecodesFromTheQuotedName) {
+  EXPECT_EQ(recorded_filename("lora.zip"), "lora.zip");
+  EXPECT_EQ(recorded_filename(R"(a"b\c.zip)"), R"(a"b\c.zip)");
+  EXPECT_EQ(recorded_filename("line\nbreak.zip"), "line%0Abreak.zip");
+  EXPECT_EQ(recorded_filename("caf\xc3\xa9.zip"), "caf\xc3\xa9.zip");
+  EXPECT_EQ(recorded_filename(R"(C:\models\lora.zip)"), "lora.zip");
+  EXPECT_EQ(recorded_filename(R"(\\server\share\m.tar)"), "m.tar");
+}
+
+}  // namespace
+}  // namespace modeldrop::upload

@@ -1,0 +1,95 @@
+#include "app/in_doubt_reconciler.hpp"
+
+#include "upload/api_responses.hpp"
+#include "upload/multipart.hpp"
+
+#include <spdlog/spdlog.h>
+
+namespace modeldrop::app {
+namespace {
+
+constexpr std::size_t kPageSize = 100;
+
+std::optional<store::ListedFile> listed(const upload::OpenAIFile& file) {
+  // A file without its name, size or time cannot be told apart: it never matches.
+  if (!file.filename || !file.bytes || *file.bytes < 0 || !file.created_at) return std::nullopt;
+  return store::ListedFile{file.id,
+                           *file.filename,
+                           static_cast<std::uint64_t>(*file.bytes),
+                           WallClock::from_time_t(static_cast<std::time_t>(*file.created_at)),
+                           file.status,
+                           file.status_details};
+}
+
+}  // namespace
+
+void InDoubtReconciler::before_sending(const store::Job& job, std::function<void(std::optional<store::Job>)> done) {
+  auto search = std::make_shared<Search>(Search{job, WallTime{}, {}, std::move(done)});
+  store_.call([id = job.id](store::JobStore& s) { return s.in_doubt_since(id); },
+              [this, search](Result<std::optional<WallTime>> since) {
+                if (!since) {
+                  spdlog::warn("job {}: cannot read its attempts: {}; sending", search->job.id, since.error().message);
+                  return search->done(std::nullopt);
+                }
+                if (!*since) return search->done(std::nullopt);
+                search->since = **since;
+                spdlog::info("job {}: an earlier attempt is in doubt; looking for its copy among the server's files",
+                             search->job.id);
+                list_next_page(search, std::nullopt);
+              });
+}
+
+void InDoubtReconciler::list_next_page(std::shared_ptr<Search> search, std::optional<std::string> after) {
+  upload::ApiRequest::Query query{{"limit", std::to_string(kPageSize)}, {"order", "desc"}};
+  if (search->job.project_id) query.emplace_back("ai_project_id", *search->job.project_id);
+  if (after) query.emplace_back("after", *after);
+  pool_.request(upload::ApiRequest::get("/v1/files", std::move(query)),
+                [this, search](const upload::ApiAnswer& answer) { on_page(search, answer); });
+}
+
+void InDoubtReconciler::on_page(std::shared_ptr<Search> search, const upload::ApiAnswer& answer) {
+  const auto page = answer.ok() ? upload::parse_file_page(answer.exchange.body) : std::nullopt;
+  if (!page) {
+    const std::string why = answer.ok() ? "not a file list" : answer.reason;
+    spdlog::warn("job {}: listing the server's files failed ({}); sending the file again", search->job.id, why);
+    return search->done(std::nullopt);
+  }
+  const WallTime floor = search->since - store::kInDoubtClockMargin;
+  bool reached_floor = false;
+  for (const auto& file : page->files) {
+    if (file.created_at && WallClock::from_time_t(static_cast<std::time_t>(*file.created_at)) < floor) {
+      reached_floor = true;
+    }
+    if (auto entry = listed(file)) search->files.push_back(std::move(*entry));
+  }
+  if (!page->has_more || reached_floor) return decide(search);
+  if (search->files.size() >= kMaxListedFiles || !page->last_id) {
+    spdlog::warn("job {}: the server's file list goes on past {} files; sending the file again", search->job.id,
+                 search->files.size());
+    return search->done(std::nullopt);
+  }
+  list_next_page(search, page->last_id);
+}
+
+void InDoubtReconciler::decide(std::shared_ptr<Search> search) {
+  store_.call(
+      [id = search->job.id, since = search->since, files = std::move(search->files),
+       now = clock_.now()](store::JobStore& s) {
+        return s.reconcile(
+            id, since, files, [](std::string_view name) { return upload::recorded_filename(name); }, now);
+      },
+      [search](Result<store::Reconciliation> outcome) {
+        if (!outcome) {
+          spdlog::warn("job {}: cannot record reconciliation: {}; sending", search->job.id, outcome.error().message);
+          return search->done(std::nullopt);
+        }
+        if (!outcome->adopted) {
+          spdlog::info("job {}: no copy to adopt ({}); sending the file again", search->job.id, outcome->reason);
+          return search->done(std::nullopt);
+        }
+        spdlog::info("job {}: {}", search->job.id, outcome->reason);
+        search->done(std::move(outcome->job));
+      });
+}
+
+}  // namespace modeldrop::app
