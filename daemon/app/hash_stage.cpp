@@ -39,9 +39,14 @@ HashOutcome hash_file(const store::Job& job) {
 
 }  // namespace
 
-HashStage::HashStage(asio::io_context& io, StoreClient& store, const Clock& clock, config::Config config,
-                     std::function<void()> hashed)
-    : io_(io), store_(store), clock_(clock), config_(std::move(config)), hashed_(std::move(hashed)) {}
+HashStage::HashStage(asio::io_context& io, StoreClient& store, const Clock& clock, JobEvents& events,
+                     config::Config config, std::function<void()> hashed)
+    : io_(io),
+      store_(store),
+      clock_(clock),
+      events_(events),
+      config_(std::move(config)),
+      hashed_(std::move(hashed)) {}
 
 HashStage::~HashStage() {
   stop();
@@ -155,6 +160,7 @@ void HashStage::record(const store::Job& job, std::string sha256) {
         if (duplicate && *duplicate) {
           spdlog::info("job {}: same content already uploaded to this project as {}; not sent again", id,
                        (*duplicate)->file_id.value_or("?"));
+          events_.publish(JobFinished{**duplicate, true});
           dispose_of_job_file(**duplicate, config_, store_, clock_);
         }
         in_progress_.erase(id);

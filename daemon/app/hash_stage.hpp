@@ -4,6 +4,7 @@
 // archive already uploaded to the same project is never sent again (CONTRACT §6). Hashing
 // reads whole files: it runs on its own thread, never on the event loop.
 
+#include "app/job_events.hpp"
 #include "app/store_client.hpp"
 #include "common/timestamp.hpp"
 #include "config/config.hpp"
@@ -18,8 +19,9 @@ namespace modeldrop::app {
 
 class HashStage {
  public:
-  HashStage(boost::asio::io_context& io, StoreClient& store, const Clock& clock, config::Config config,
-            std::function<void()> hashed);
+  // A job completed as a duplicate of an earlier upload is published to `events`.
+  HashStage(boost::asio::io_context& io, StoreClient& store, const Clock& clock, JobEvents& events,
+            config::Config config, std::function<void()> hashed);
   ~HashStage();
   HashStage(const HashStage&) = delete;
   HashStage& operator=(const HashStage&) = delete;
@@ -37,6 +39,7 @@ class HashStage {
   boost::asio::io_context& io_;
   StoreClient& store_;
   const Clock& clock_;
+  JobEvents& events_;
   config::Config config_;
   std::function<void()> hashed_;
   boost::asio::thread_pool workers_{1};

@@ -32,11 +32,12 @@ store::FileIdentity to_store_identity(const upload::FileIdentity& f) {
 }  // namespace
 
 UploadScheduler::UploadScheduler(asio::io_context& io, StoreClient& store, upload::UploadPool& pool, const Clock& clock,
-                                 Settings settings, std::uint64_t seed)
+                                 JobEvents& events, Settings settings, std::uint64_t seed)
     : io_(io),
       store_(store),
       pool_(pool),
       clock_(clock),
+      events_(events),
       settings_(std::move(settings)),
       policy_(settings_.config.retry, seed),
       wakeup_(io) {}
@@ -119,6 +120,7 @@ UploadScheduler::Snapshot UploadScheduler::snapshot() const {
   }
   s.rate_bytes_per_s = static_cast<double>(bytes) / std::chrono::duration<double>(kRateWindow).count();
   s.held_reason = holds_.reason(clock_.now());
+  s.holds = holds_.active(clock_.now());
   return s;
 }
 
@@ -248,7 +250,7 @@ void UploadScheduler::start_upload(store::Job job, int attempt) {
   // outage does not write one line per job per retry.
   spdlog::log(job.attempts == 0 ? spdlog::level::info : spdlog::level::debug,
               "job {}: uploading {} ({} bytes, attempt {})", id, request.path.string(), job.size_bytes, attempt);
-  in_flight_.emplace(id, InFlight{std::move(job), attempt, 0});
+  in_flight_.emplace(id, InFlight{std::move(job), attempt, 0, clock_.now()});
   pool_.start(
       std::move(request),
       [this, id](std::uint64_t bytes_sent) {
@@ -380,6 +382,8 @@ void UploadScheduler::record(const InFlight& flight, const upload::UploadResult&
   }
   const WallTime now = clock_.now();
   const auto sha256 = result.sha256;
+  AttemptFinished event{{}, flight.attempt, report.outcome, result.http_status, result.bytes_sent,
+                        std::max<std::chrono::nanoseconds>(now - flight.started, std::chrono::nanoseconds{0})};
   store_.call(
       [report, now, sha256, source_removed](store::JobStore& s) -> Result<store::Job> {
         if (sha256 && report.sent_file) (void)s.set_sha256(report.job, *sha256, *report.sent_file, now);
@@ -387,16 +391,19 @@ void UploadScheduler::record(const InFlight& flight, const upload::UploadResult&
         if (job && source_removed && job->state == JobState::pending) return s.mark_source_removed(report.job, now);
         return job;
       },
-      [this](Result<store::Job> job) {
+      [this, event = std::move(event)](Result<store::Job> job) mutable {
         if (!job) {
           spdlog::error("store: cannot record an attempt: {}", job.error().message);
           return;
         }
-        after_finish(*job);
+        after_finish(*job, std::move(event));
       });
 }
 
-void UploadScheduler::after_finish(const store::Job& job) {
+void UploadScheduler::after_finish(const store::Job& job, AttemptFinished event) {
+  event.job = job;
+  events_.publish(event);
+  if (job.state == JobState::succeeded || job.state == JobState::failed) events_.publish(JobFinished{job, false});
   dispose_of_job_file(job, settings_.config, store_, clock_);
   if (job.state == JobState::pending && !job.sha256 && settings_.config.upload.dedupe && needs_hash_) needs_hash_();
 }

@@ -67,9 +67,10 @@ void SchedulerTest::start() {
   ASSERT_TRUE(pool) << pool.error().message;
   pool_ = std::move(*pool);
 
-  scheduler_ = std::make_unique<app::UploadScheduler>(io_, *store_client_, *pool_, clock_,
+  scheduler_ = std::make_unique<app::UploadScheduler>(io_, *store_client_, *pool_, clock_, events_,
                                                       app::UploadScheduler::Settings{config_}, seed_);
-  hashes_ = std::make_unique<app::HashStage>(io_, *store_client_, clock_, config_, [this] { scheduler_->wake(); });
+  hashes_ =
+      std::make_unique<app::HashStage>(io_, *store_client_, clock_, events_, config_, [this] { scheduler_->wake(); });
   scheduler_->start();
 }
 

@@ -7,6 +7,7 @@
 // and read back the rows CONTRACT §4 makes public.
 
 #include "app/hash_stage.hpp"
+#include "app/job_events.hpp"
 #include "app/store_client.hpp"
 #include "app/upload_scheduler.hpp"
 #include "common/timestamp.hpp"
@@ -88,6 +89,7 @@ class SchedulerTest : public ::testing::Test {
   std::unique_ptr<store::StoreWorker> worker_;
   std::unique_ptr<app::StoreClient> store_client_;
   std::unique_ptr<upload::UploadPool> pool_;
+  app::JobEvents events_;  // before the components that publish to it
   std::unique_ptr<app::HashStage> hashes_;
   std::unique_ptr<app::UploadScheduler> scheduler_;
   std::optional<store::JobStore> outside_;
