@@ -7,6 +7,7 @@
 #include <prometheus/registry.h>
 #include <prometheus/text_serializer.h>
 
+#include <algorithm>
 #include <array>
 #include <map>
 #include <sstream>
@@ -31,6 +32,8 @@ const Histogram::BucketBoundaries& duration_buckets() {
   return buckets;
 }
 
+constexpr const char* kResponsesHelp = "Responses of the API per HTTP status code, uploads and other calls alike.";
+
 template <class Builder>
 auto& named(Builder builder, const char* name, const char* help, prometheus::Registry& registry) {
   return builder.Name(name).Help(help).Register(registry);
@@ -53,8 +56,8 @@ struct DaemonMetrics::Families {
                             .Add({});
   prometheus::Family<Counter>& attempts = named(prometheus::BuildCounter(), "modeldrop_upload_attempts_total",
                                                 "Finished upload attempts per outcome.", registry);
-  prometheus::Family<Counter>& responses = named(prometheus::BuildCounter(), "modeldrop_http_responses_total",
-                                                 "Responses of the API per HTTP status code.", registry);
+  prometheus::Family<Counter>& responses =
+      named(prometheus::BuildCounter(), "modeldrop_http_responses_total", kResponsesHelp, registry);
   Histogram& duration = named(prometheus::BuildHistogram(), "modeldrop_upload_duration_seconds",
                               "Succeeded upload attempts, from their start to the answer.", registry)
                             .Add({}, duration_buckets());
@@ -122,7 +125,17 @@ void DaemonMetrics::set_holds(const Holds& holds) {
 
 std::string DaemonMetrics::exposition() const {
   std::ostringstream out;
-  prometheus::TextSerializer().Serialize(out, families_->registry.Collect());
+  const auto collected = families_->registry.Collect();
+  prometheus::TextSerializer().Serialize(out, collected);
+  // The client library leaves out a family without series; its header alone tells readers
+  // the family exists before the first API response is counted.
+  const bool responses_listed = std::any_of(collected.begin(), collected.end(), [](const auto& family) {
+    return family.name == "modeldrop_http_responses_total";
+  });
+  if (!responses_listed) {
+    out << "# HELP modeldrop_http_responses_total " << kResponsesHelp << "\n"
+        << "# TYPE modeldrop_http_responses_total counter\n";
+  }
   return out.str();
 }
 

@@ -84,7 +84,7 @@ const BadConfig kBadConfigs[] = {
     {"ScalarSection", "upload: 5\n", 1, "upload", "must be a mapping, got \"5\""},
     {"DuplicateKey", "api:\n  base_url: https://a.com\n  base_url: https://b.com\n", 3, "api.base_url",
      "duplicate key"},
-    {"MetricsNotYet", "metrics:\n  listen: 127.0.0.1:9464\n", 1, "metrics", "not supported by this version"},
+    {"MetricsListenWithoutHost", "metrics:\n  listen: 9464\n", 2, "metrics.listen", "must be host:port"},
     {"PlannedWatchKey", "watch:\n  - path: /a\n    validate: archive\n", 3, "watch[0].validate",
      "not supported by this version"},
     {"TopLevelList", "- a\n- b\n", 1, "(top level)", "must be a mapping"},
