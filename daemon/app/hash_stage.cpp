@@ -41,12 +41,7 @@ HashOutcome hash_file(const store::Job& job) {
 
 HashStage::HashStage(asio::io_context& io, StoreClient& store, const Clock& clock, JobEvents& events,
                      config::Config config, std::function<void()> hashed)
-    : io_(io),
-      store_(store),
-      clock_(clock),
-      events_(events),
-      config_(std::move(config)),
-      hashed_(std::move(hashed)) {}
+    : io_(io), store_(store), clock_(clock), events_(events), config_(std::move(config)), hashed_(std::move(hashed)) {}
 
 HashStage::~HashStage() {
   stop();

@@ -19,8 +19,8 @@ struct AttemptFinished {
   store::Job job;  // as recorded: job.state is the state this attempt left it in
   int attempt = 0;
   store::AttemptOutcome outcome = store::AttemptOutcome::aborted;
-  std::optional<int> http_status;  // the API's answer, when one was read
-  std::uint64_t bytes_sent = 0;    // file bytes sent by this attempt
+  std::optional<int> http_status;                 // the API's answer, when one was read
+  std::uint64_t bytes_sent = 0;                   // file bytes sent by this attempt
   std::chrono::steady_clock::duration elapsed{};  // from the start of the attempt to its answer
 };
 

@@ -382,7 +382,11 @@ void UploadScheduler::record(const InFlight& flight, const upload::UploadResult&
   }
   const WallTime now = clock_.now();
   const auto sha256 = result.sha256;
-  AttemptFinished event{{}, flight.attempt, report.outcome, result.http_status, result.bytes_sent,
+  AttemptFinished event{{},
+                        flight.attempt,
+                        report.outcome,
+                        result.http_status,
+                        result.bytes_sent,
                         std::max<std::chrono::nanoseconds>(now - flight.started, std::chrono::nanoseconds{0})};
   store_.call(
       [report, now, sha256, source_removed](store::JobStore& s) -> Result<store::Job> {

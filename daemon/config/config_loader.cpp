@@ -397,7 +397,8 @@ class ConfigReader {
     if (!text) return;
     metrics.listen = parse_listen(*text);
     if (!metrics.listen) {
-      report(node["listen"], "metrics.listen", "must be host:port or [IPv6 address]:port, got " + describe(node["listen"]));
+      report(node["listen"], "metrics.listen",
+             "must be host:port or [IPv6 address]:port, got " + describe(node["listen"]));
     }
   }
 

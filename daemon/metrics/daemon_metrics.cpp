@@ -61,8 +61,8 @@ struct DaemonMetrics::Families {
   Histogram& duration = named(prometheus::BuildHistogram(), "modeldrop_upload_duration_seconds",
                               "Succeeded upload attempts, from their start to the answer.", registry)
                             .Add({}, duration_buckets());
-  prometheus::Family<Gauge>& held = named(prometheus::BuildGauge(), "modeldrop_held",
-                                          "1 while uploads are held for this reason, else 0.", registry);
+  prometheus::Family<Gauge>& held =
+      named(prometheus::BuildGauge(), "modeldrop_held", "1 while uploads are held for this reason, else 0.", registry);
   Gauge& oldest_pending = named(prometheus::BuildGauge(), "modeldrop_oldest_pending_seconds",
                                 "Age of the oldest pending job in seconds (0 when none).", registry)
                               .Add({});

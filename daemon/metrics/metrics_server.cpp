@@ -101,7 +101,8 @@ class Connection : public std::enable_shared_from_this<Connection> {
     }
     const std::string_view target = request.target();
     const auto path = target.substr(0, target.find('?'));
-    if (path == "/") return send(http::status::ok, "text/html; charset=utf-8", std::string(kIndexPage), head, keep_alive);
+    if (path == "/")
+      return send(http::status::ok, "text/html; charset=utf-8", std::string(kIndexPage), head, keep_alive);
     if (path != "/metrics") return send(http::status::not_found, "text/plain", "not found\n", head, keep_alive);
     auto server = server_.lock();
     if (!server) return close();

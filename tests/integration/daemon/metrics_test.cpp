@@ -105,8 +105,8 @@ TEST_F(MetricsDaemonTest, ListenChangeOnSighupIsLoggedAsNeedingARestart) {
   config_options_.top_level = "metrics:\n  listen: '[::1]:9464'\n";
   write_config();
   daemon->signal(SIGHUP);
-  ASSERT_TRUE(wait_until([&] { return daemon->stderr_text().find("configuration reloaded") != std::string::npos; },
-                         10s));
+  ASSERT_TRUE(
+      wait_until([&] { return daemon->stderr_text().find("configuration reloaded") != std::string::npos; }, 10s));
   EXPECT_NE(daemon->stderr_text().find(
                 "metrics.listen changed to [::1]:9464: takes effect only after a restart; still 127.0.0.1:0"),
             std::string::npos)
@@ -138,7 +138,8 @@ TEST_F(MetricsDaemonTest, HostileClientsStallNeitherUploadsNorScrapes) {
   }
   // Some of these are a valid start of a request that never ends: the client does not wait.
   for (int i = 0; i < 100; ++i) {
-    const std::string garbage = i % 2 == 0 ? std::string(4096, static_cast<char>(i)) : "BREW /coffee HTCPCP/1.0\r\n\r\n";
+    const std::string garbage =
+        i % 2 == 0 ? std::string(4096, static_cast<char>(i)) : "BREW /coffee HTCPCP/1.0\r\n\r\n";
     (void)exchange("127.0.0.1", port_, garbage, 300ms);
   }
   const auto started = std::chrono::steady_clock::now();

@@ -19,18 +19,17 @@ bool has_line(const std::string& text, const std::string& line) {
 TEST(DaemonMetrics, EveryFamilyHasHelpAndType) {
   const DaemonMetrics metrics("1.2.3");
   const auto text = metrics.exposition();
-  const std::vector<std::pair<std::string, std::string>> families{
-      {"modeldrop_jobs", "gauge"},
-      {"modeldrop_pending_bytes", "gauge"},
-      {"modeldrop_uploaded_bytes_total", "counter"},
-      {"modeldrop_sent_bytes_total", "counter"},
-      {"modeldrop_upload_attempts_total", "counter"},
-      {"modeldrop_http_responses_total", "counter"},
-      {"modeldrop_upload_duration_seconds", "histogram"},
-      {"modeldrop_held", "gauge"},
-      {"modeldrop_oldest_pending_seconds", "gauge"},
-      {"modeldrop_models", "gauge"},
-      {"modeldrop_build_info", "gauge"}};
+  const std::vector<std::pair<std::string, std::string>> families{{"modeldrop_jobs", "gauge"},
+                                                                  {"modeldrop_pending_bytes", "gauge"},
+                                                                  {"modeldrop_uploaded_bytes_total", "counter"},
+                                                                  {"modeldrop_sent_bytes_total", "counter"},
+                                                                  {"modeldrop_upload_attempts_total", "counter"},
+                                                                  {"modeldrop_http_responses_total", "counter"},
+                                                                  {"modeldrop_upload_duration_seconds", "histogram"},
+                                                                  {"modeldrop_held", "gauge"},
+                                                                  {"modeldrop_oldest_pending_seconds", "gauge"},
+                                                                  {"modeldrop_models", "gauge"},
+                                                                  {"modeldrop_build_info", "gauge"}};
   for (const auto& [name, type] : families) {
     EXPECT_NE(text.find("# HELP " + name + " "), std::string::npos) << name;
     EXPECT_TRUE(has_line(text, "# TYPE " + name + " " + type)) << name;

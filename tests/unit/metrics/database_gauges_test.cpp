@@ -57,7 +57,8 @@ TEST_F(DatabaseGaugesTest, CountsStatesPendingBytesOldestAndModels) {
   const auto done = add(400, kT0 + 40s);
   const auto broken = add(800, kT0 + 50s);
   sql("UPDATE jobs SET state = 'succeeded', file_id = 'file-1', finished_at = created_at, model_status = 'active' "
-      "WHERE id = " + std::to_string(done));
+      "WHERE id = " +
+      std::to_string(done));
   sql("UPDATE jobs SET state = 'failed', finished_at = created_at, model_status = 'error' WHERE id = " +
       std::to_string(broken));
   auto gauges = reader->read(kT0 + 100s);

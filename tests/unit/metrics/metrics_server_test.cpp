@@ -109,8 +109,10 @@ TEST_F(MetricsServerTest, OtherPathsAreNotFoundOtherMethodsNotAllowed) {
 TEST_F(MetricsServerTest, GarbageAndOversizedRequestsAreRefusedAndServingGoesOn) {
   start();
   const std::vector<std::string> garbage{
-      "\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03 a TLS hello\r\n\r\n", "GET\r\n\r\n",
-      "GET /metrics HTTP/9.9\r\n\r\n", "GET /metrics HTTP/1.1\r\nHost: x\r\nContent-Length: -5\r\n\r\n",
+      "\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03 a TLS hello\r\n\r\n",
+      "GET\r\n\r\n",
+      "GET /metrics HTTP/9.9\r\n\r\n",
+      "GET /metrics HTTP/1.1\r\nHost: x\r\nContent-Length: -5\r\n\r\n",
       "GET /metrics HTTP/1.1\r\nHost: x\r\nX-Big: " + std::string(64 * 1024, 'a') + "\r\n\r\n",
       std::string(100 * 1024, '\0')};
   for (const auto& request : garbage) {
