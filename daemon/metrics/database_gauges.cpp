@@ -11,46 +11,43 @@ using store::StatementReset;
 // A read while the store commits waits for it at most this long (WAL readers rarely wait).
 constexpr std::chrono::milliseconds kBusyTimeout{2000};
 
-Result<void> read_states(Connection& db, DatabaseGauges& gauges) {
-  auto statement = db.prepare("SELECT state, jobs, bytes FROM queue_summary");
+// Runs `sql` and hands each row to `row`; the statement is reset whatever happens.
+template <class Row>
+Result<void> each_row(Connection& db, std::string_view sql, Row row) {
+  auto statement = db.prepare(sql);
   if (!statement) return statement.error();
   StatementReset reset(**statement);
   for (;;) {
-    auto row = (*statement)->step();
-    if (!row) return row.error();
-    if (!*row) return {};
-    auto state = store::parse_job_state((*statement)->text(0));
-    if (!state) continue;
-    gauges.jobs[static_cast<std::size_t>(*state)] = (*statement)->int64(1);
-    if (*state == store::JobState::pending) gauges.pending_bytes = (*statement)->int64(2);
+    auto stepped = (*statement)->step();
+    if (!stepped) return stepped.error();
+    if (!*stepped) return {};
+    row(**statement);
   }
+}
+
+Result<void> read_states(Connection& db, DatabaseGauges& gauges) {
+  return each_row(db, "SELECT state, jobs, bytes FROM queue_summary", [&](const store::Statement& row) {
+    auto state = store::parse_job_state(row.text(0));
+    if (!state) return;
+    gauges.jobs[static_cast<std::size_t>(*state)] = row.int64(1);
+    if (*state == store::JobState::pending) gauges.pending_bytes = row.int64(2);
+  });
 }
 
 // Job ids grow with creation, so the lowest pending id is the oldest pending job (an index seek).
 Result<void> read_oldest_pending(Connection& db, WallTime now, DatabaseGauges& gauges) {
-  auto statement = db.prepare("SELECT created_at FROM jobs WHERE state = 'pending' ORDER BY id LIMIT 1");
-  if (!statement) return statement.error();
-  StatementReset reset(**statement);
-  auto row = (*statement)->step();
-  if (!row) return row.error();
-  if (!*row) return {};
-  if (auto created = parse_timestamp((*statement)->text(0)); created && *created < now) {
-    gauges.oldest_pending_seconds = std::chrono::duration<double>(now - *created).count();
-  }
-  return {};
+  return each_row(db, "SELECT created_at FROM jobs WHERE state = 'pending' ORDER BY id LIMIT 1",
+                  [&](const store::Statement& row) {
+                    auto created = parse_timestamp(row.text(0));
+                    if (created && *created < now) {
+                      gauges.oldest_pending_seconds = std::chrono::duration<double>(now - *created).count();
+                    }
+                  });
 }
 
 Result<void> read_models(Connection& db, DatabaseGauges& gauges) {
-  auto statement =
-      db.prepare("SELECT model_status, count(*) FROM jobs WHERE model_status IS NOT NULL GROUP BY model_status");
-  if (!statement) return statement.error();
-  StatementReset reset(**statement);
-  for (;;) {
-    auto row = (*statement)->step();
-    if (!row) return row.error();
-    if (!*row) return {};
-    gauges.models[(*statement)->text(0)] = (*statement)->int64(1);
-  }
+  return each_row(db, "SELECT model_status, count(*) FROM jobs WHERE model_status IS NOT NULL GROUP BY model_status",
+                  [&](const store::Statement& row) { gauges.models[row.text(0)] = row.int64(1); });
 }
 
 }  // namespace

@@ -17,6 +17,10 @@ struct HttpReply {
   std::string body;
 };
 
+// A socket listening on 127.0.0.1 at a port the system chose (stored in `port`), or -1: a port
+// in use, or (closed at once) a port free a moment ago.
+int listen_on_loopback(std::uint16_t& port);
+
 // A connected socket to host:port (numeric IPv4 or IPv6), or -1.
 int connect_tcp(const std::string& host, std::uint16_t port);
 

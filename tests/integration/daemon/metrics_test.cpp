@@ -5,7 +5,6 @@
 
 #include "support/run_process.hpp"
 
-#include <netinet/in.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -76,16 +75,10 @@ TEST_F(MetricsDaemonTest, PauseShowsAsAHoldAndTheQueueAges) {
 }
 
 TEST_F(MetricsDaemonTest, PortInUseIsAStartupErrorNamingIt) {
-  const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  std::uint16_t port = 0;
+  const int fd = listen_on_loopback(port);
   ASSERT_GE(fd, 0);
-  sockaddr_in address{};
-  address.sin_family = AF_INET;
-  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  ASSERT_EQ(::bind(fd, reinterpret_cast<sockaddr*>(&address), sizeof address), 0);
-  ASSERT_EQ(::listen(fd, 1), 0);
-  socklen_t length = sizeof address;
-  ASSERT_EQ(::getsockname(fd, reinterpret_cast<sockaddr*>(&address), &length), 0);
-  const std::string taken = "127.0.0.1:" + std::to_string(ntohs(address.sin_port));
+  const std::string taken = "127.0.0.1:" + std::to_string(port);
   config_options_.top_level = "metrics:\n  listen: " + taken + "\n";
   write_config();
 

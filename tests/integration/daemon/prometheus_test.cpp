@@ -3,7 +3,6 @@
 // works end to end. Bounded: Prometheus gets 60 s to see the count.
 #include "integration/daemon/metrics_fixture.hpp"
 
-#include <netinet/in.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -17,18 +16,11 @@ using namespace std::chrono_literals;
 
 // A port free a moment ago, for a program that cannot be told to pick one itself.
 std::uint16_t free_port() {
-  const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  sockaddr_in address{};
-  address.sin_family = AF_INET;
-  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  socklen_t length = sizeof address;
-  if (fd < 0 || ::bind(fd, reinterpret_cast<sockaddr*>(&address), sizeof address) != 0 ||
-      ::getsockname(fd, reinterpret_cast<sockaddr*>(&address), &length) != 0) {
-    if (fd >= 0) ::close(fd);
-    return 0;
-  }
+  std::uint16_t port = 0;
+  const int fd = listen_on_loopback(port);
+  if (fd < 0) return 0;
   ::close(fd);
-  return ntohs(address.sin_port);
+  return port;
 }
 
 // The value of an instant query's single sample, as Prometheus writes it ("4"), or "".

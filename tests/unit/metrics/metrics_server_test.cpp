@@ -8,7 +8,6 @@
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/post.hpp>
 
-#include <netinet/in.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -167,16 +166,9 @@ TEST_F(MetricsServerTest, ConnectionsAreBoundedAndIdleOnesMakeRoomForScrapes) {
 }
 
 TEST(MetricsServerStart, PortInUseIsAnErrorNamingIt) {
-  const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  std::uint16_t port = 0;
+  const int fd = test::listen_on_loopback(port);
   ASSERT_GE(fd, 0);
-  sockaddr_in address{};
-  address.sin_family = AF_INET;
-  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  ASSERT_EQ(::bind(fd, reinterpret_cast<sockaddr*>(&address), sizeof address), 0);
-  ASSERT_EQ(::listen(fd, 1), 0);
-  socklen_t length = sizeof address;
-  ASSERT_EQ(::getsockname(fd, reinterpret_cast<sockaddr*>(&address), &length), 0);
-  const std::uint16_t port = ntohs(address.sin_port);
 
   boost::asio::io_context io;
   auto server = MetricsServer::start(io, config::ListenAddress{"127.0.0.1", port}, [](auto reply) { reply(""); });
