@@ -189,7 +189,10 @@ int Daemon::start_metrics() {
                                                        });
   events_.on_attempt_finished([this](const AttemptFinished& e) {
     metrics_->attempt_finished({e.outcome, e.http_status, e.bytes_sent, e.job.size_bytes, e.elapsed});
-    if (e.http_status) metrics_->api_response(*e.http_status);
+  });
+  // Every API answer passes the pool's exchange observer: uploads, the auth probe, status checks.
+  pool_->set_exchange_observer([this](const upload::ExchangeSeen& exchange) {
+    if (exchange.http_status) metrics_->api_response(*exchange.http_status);
   });
   spdlog::info("metrics: serving http://{}/metrics", metrics_server_->local_address());
   return exit_code::kSuccess;
