@@ -3,6 +3,7 @@
 #include "app/daemon.hpp"
 
 #include "app/hash_stage.hpp"
+#include "app/hook_dispatch.hpp"
 #include "app/job_events.hpp"
 #include "app/job_file_actions.hpp"
 #include "app/status_line.hpp"
@@ -102,6 +103,7 @@ class Daemon {
   std::unique_ptr<UploadScheduler> scheduler_;
   std::unique_ptr<HashStage> hashes_;
   std::unique_ptr<WatchIntake> intake_;
+  std::unique_ptr<HookDispatch> hooks_;
   std::unique_ptr<watch::DropWatcher> watcher_;
   std::unique_ptr<asio::signal_set> signals_;
   // The Prometheus endpoint, when metrics.listen is set.
@@ -248,6 +250,9 @@ int Daemon::run() {
     return rc;
   }
 
+  // 3b. Completion hooks: due from the transaction that ends a job, run on a thread of their own.
+  hooks_ = std::make_unique<HookDispatch>(io_, *store_, clock_, setup_.config);
+
   // 4. Watcher: every watch is added before any directory is scanned, so no file slips
   //    between the scan and the watch (CONTRACT §7).
   intake_ = std::make_unique<WatchIntake>(
@@ -287,6 +292,7 @@ int Daemon::run() {
   block_stop_signals(false);  // a signal that arrived during startup is handled now
   hashes_->sweep();
   scheduler_->start();
+  hooks_->start();
   start_periodic_duties();
   notifier_.ready();
   spdlog::info("ready: watching {} director{}", setup_.config.watch.size(),
@@ -298,6 +304,7 @@ int Daemon::run() {
   scrape_.reset();
   metrics_server_.reset();
   watcher_.reset();
+  hooks_.reset();
   hashes_->stop();
   pool_.reset();
   worker_->stop();
@@ -432,6 +439,7 @@ void Daemon::reload() {
   watcher_->reconfigure(setup_.config.watch);
   scheduler_->reconfigure(UploadScheduler::Settings{setup_.config});
   hashes_->reconfigure(setup_.config);
+  hooks_->reconfigure(setup_.config);
   spdlog::info("configuration reloaded: {} watch director{}", setup_.config.watch.size(),
                setup_.config.watch.size() == 1 ? "y" : "ies");
   notifier_.ready();
@@ -442,6 +450,7 @@ void Daemon::shutdown() {
   notifier_.stopping();
   if (metrics_server_) metrics_server_->stop();
   watcher_->stop();
+  hooks_->stop();  // a hook cut short stays due and runs again at the next start
   heartbeat_timer_.cancel();
   poll_timer_.cancel();
   token_timer_.cancel();
