@@ -17,3 +17,6 @@ add_library(modeldrop_boost_headers INTERFACE)
 target_link_libraries(modeldrop_boost_headers INTERFACE Boost::headers Boost::system)
 target_compile_definitions(modeldrop_boost_headers INTERFACE
   BOOST_ASIO_NO_DEPRECATED BOOST_BEAST_USE_STD_STRING_VIEW)
+# The official Prometheus C++ client (Debian's prometheus-cpp-dev): the metric model and the
+# text exposition; its civetweb exposer is not used (see daemon/metrics/metrics_server.hpp).
+find_package(prometheus-cpp CONFIG REQUIRED COMPONENTS core)

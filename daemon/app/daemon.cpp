@@ -3,6 +3,7 @@
 #include "app/daemon.hpp"
 
 #include "app/hook_dispatch.hpp"
+#include "app/job_events.hpp"
 #include "app/job_file_actions.hpp"
 #include "app/preflight_stage.hpp"
 #include "app/status_line.hpp"
@@ -14,6 +15,9 @@
 #include "common/logging.hpp"
 #include "common/version.hpp"
 #include "config/config_loader.hpp"
+#include "metrics/daemon_metrics.hpp"
+#include "metrics/metrics_server.hpp"
+#include "metrics/scrape_collector.hpp"
 #include "store/daemon_lock.hpp"
 #include "store/job_store.hpp"
 #include "store/store_worker.hpp"
@@ -76,6 +80,8 @@ class Daemon {
 
  private:
   int open_store();
+  int listen_for_metrics();
+  int start_metrics();
   void start_periodic_duties();
   void heartbeat();
   void check_token_file();
@@ -93,6 +99,7 @@ class Daemon {
   std::unique_ptr<store::StoreWorker> worker_;
   std::unique_ptr<StoreClient> store_;
   std::unique_ptr<upload::UploadPool> pool_;
+  JobEvents events_;
   std::unique_ptr<UploadScheduler> scheduler_;
   std::unique_ptr<JobFileWork> files_;
   std::unique_ptr<PreflightStage> preflight_;
@@ -100,6 +107,10 @@ class Daemon {
   std::unique_ptr<HookDispatch> hooks_;
   std::unique_ptr<watch::DropWatcher> watcher_;
   std::unique_ptr<asio::signal_set> signals_;
+  // The Prometheus endpoint, when metrics.listen is set.
+  std::unique_ptr<metrics::DaemonMetrics> metrics_;
+  std::unique_ptr<metrics::MetricsServer> metrics_server_;
+  std::unique_ptr<metrics::ScrapeCollector> scrape_;
   asio::steady_timer heartbeat_timer_{io_};
   asio::steady_timer poll_timer_{io_};
   asio::steady_timer token_timer_{io_};
@@ -151,6 +162,45 @@ int Daemon::open_store() {
   return exit_code::kSuccess;
 }
 
+// Binds the endpoint before anything else starts: a port in use stops the daemon at once.
+int Daemon::listen_for_metrics() {
+  if (!setup_.config.metrics.listen) return exit_code::kSuccess;
+  metrics_ = std::make_unique<metrics::DaemonMetrics>(kVersion);
+  auto server = metrics::MetricsServer::start(io_, *setup_.config.metrics.listen, [this](auto reply) {
+    if (scrape_) scrape_->collect(std::move(reply));
+  });
+  if (!server) {
+    spdlog::error("{}", server.error().message);
+    return exit_code::kRuntimeError;
+  }
+  metrics_server_ = std::move(*server);
+  return exit_code::kSuccess;
+}
+
+// Once the store is open: the database gauges' own connection and the event subscriptions.
+int Daemon::start_metrics() {
+  if (!metrics_) return exit_code::kSuccess;
+  auto reader = metrics::DatabaseGaugeReader::open(setup_.config.database);
+  if (!reader) {
+    spdlog::error("metrics: {}", reader.error().message);
+    return exit_code::kRuntimeError;
+  }
+  scrape_ = std::make_unique<metrics::ScrapeCollector>(io_, *metrics_, std::move(*reader), clock_,
+                                                       [this](metrics::DaemonMetrics& m) {
+                                                         const auto holds = scheduler_->snapshot().holds;
+                                                         m.set_holds({holds.auth, holds.rate_limit, holds.paused});
+                                                       });
+  events_.on_attempt_finished([this](const AttemptFinished& e) {
+    metrics_->attempt_finished({e.outcome, e.http_status, e.bytes_sent, e.job.size_bytes, e.elapsed});
+  });
+  // Every API answer passes the pool's exchange observer: uploads, the auth probe, status checks.
+  pool_->set_exchange_observer([this](const upload::ExchangeSeen& exchange) {
+    if (exchange.http_status) metrics_->api_response(*exchange.http_status);
+  });
+  spdlog::info("metrics: serving http://{}/metrics", metrics_server_->local_address());
+  return exit_code::kSuccess;
+}
+
 // SIGTERM, SIGINT and SIGHUP would kill the process with their default action until the
 // signal_set below handles them; blocked until then, they wait for it (a stop during a startup
 // that waits for an outside write lock still ends in an orderly exit 0). Threads started
@@ -174,7 +224,9 @@ int Daemon::run() {
   token_mtime_ = file_mtime_ns(setup_.token.file);
 
   // 1. Store: create or migrate the database, claim it for this process, recover the jobs a
-  //    crash left uploading. Synchronous: nothing else runs yet.
+  //    crash left uploading. Synchronous: nothing else runs yet. The metrics port is bound
+  //    first, so a port in use changes nothing.
+  if (int rc = listen_for_metrics(); rc != exit_code::kSuccess) return rc;
   if (int rc = open_store(); rc != exit_code::kSuccess) return rc;
   worker_ = std::make_unique<store::StoreWorker>(std::move(*opened_store_));
   opened_store_.reset();
@@ -190,14 +242,24 @@ int Daemon::run() {
   pool_ = std::move(*pool);
 
   // 3. Scheduler (claims due jobs, records outcomes) and the hash stage that feeds it.
-  scheduler_ = std::make_unique<UploadScheduler>(io_, *store_, *pool_, clock_, UploadScheduler::Settings{setup_.config},
-                                                 std::random_device{}());
+  scheduler_ = std::make_unique<UploadScheduler>(io_, *store_, *pool_, clock_, events_,
+                                                 UploadScheduler::Settings{setup_.config}, std::random_device{}());
   files_ = std::make_unique<JobFileWork>(*store_, clock_);
   auto dispose = [this](const store::Job& job) { files_->dispose(job, setup_.config); };
   scheduler_->set_dispose(dispose);
-  preflight_ = std::make_unique<PreflightStage>(io_, *store_, clock_, setup_.config, content_check_for, dispose,
-                                                [this] { scheduler_->wake(); });
+  // The preflight stage ends jobs itself (a failed check before any send, a duplicate's
+  // completion): those are published like the scheduler's.
+  auto finished_in_preflight = [this, dispose](const store::Job& job) {
+    events_.publish(JobFinished{job, job.state == store::JobState::succeeded});
+    dispose(job);
+  };
+  preflight_ = std::make_unique<PreflightStage>(io_, *store_, clock_, setup_.config, content_check_for,
+                                                finished_in_preflight, [this] { scheduler_->wake(); });
   wire_preflight(*scheduler_, *preflight_);
+  if (int rc = start_metrics(); rc != exit_code::kSuccess) {
+    worker_->stop();
+    return rc;
+  }
 
   // 3b. Completion hooks: due from the transaction that ends a job, run on a thread of their own.
   hooks_ = std::make_unique<HookDispatch>(io_, *store_, clock_, setup_.config);
@@ -250,6 +312,8 @@ int Daemon::run() {
   io_.run();
 
   // The loop has ended: every component is idle; the store thread commits what is queued.
+  scrape_.reset();
+  metrics_server_.reset();
   watcher_.reset();
   hooks_.reset();
   preflight_->stop();
@@ -367,6 +431,12 @@ void Daemon::reload() {
                  setup_.config.database.string());
     next.database = setup_.config.database;
   }
+  if (next.metrics.listen != setup_.config.metrics.listen) {
+    const auto shown = [](const config::MetricsConfig& m) { return m.listen ? m.listen->text() : std::string("off"); };
+    spdlog::warn("metrics.listen changed to {}: takes effect only after a restart; still {}", shown(next.metrics),
+                 shown(setup_.config.metrics));
+    next.metrics = setup_.config.metrics;
+  }
   auto token = config::find_token(next.api, config::TokenEnvironment::from_process());
   if (token.error || !token.token) {
     spdlog::error("reload rejected, the running configuration stays: {}", token.error.value_or("no API token found"));
@@ -390,6 +460,7 @@ void Daemon::reload() {
 void Daemon::shutdown() {
   stopping_ = true;
   notifier_.stopping();
+  if (metrics_server_) metrics_server_->stop();
   watcher_->stop();
   hooks_->stop();  // a hook cut short stays due and runs again at the next start
   heartbeat_timer_.cancel();

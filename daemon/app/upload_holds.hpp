@@ -38,6 +38,15 @@ class UploadHolds {
   [[nodiscard]] bool probe_due(WallTime now) const;
   // The next moment something may change by itself (a rate limit ends, a probe is due).
   [[nodiscard]] std::optional<WallTime> next_change(WallTime now) const;
+  // Each hold on its own (several may hold at once), for the metrics.
+  struct Active {
+    bool auth = false;
+    bool rate_limit = false;
+    bool paused = false;
+  };
+  [[nodiscard]] Active active(WallTime now) const {
+    return {auth_since_.has_value(), rate_limited_until_ && now < *rate_limited_until_, paused_};
+  }
   // For `daemon.held_reason` and STATUS=: none when uploads flow.
   [[nodiscard]] std::optional<std::string> reason(WallTime now) const;
 

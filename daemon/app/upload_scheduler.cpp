@@ -43,11 +43,12 @@ bool left_in_doubt(const upload::UploadResult& result, Verdict verdict) {
 }  // namespace
 
 UploadScheduler::UploadScheduler(asio::io_context& io, StoreClient& store, upload::UploadPool& pool, const Clock& clock,
-                                 Settings settings, std::uint64_t seed)
+                                 JobEvents& events, Settings settings, std::uint64_t seed)
     : io_(io),
       store_(store),
       pool_(pool),
       clock_(clock),
+      events_(events),
       settings_(std::move(settings)),
       policy_(settings_.config.retry, seed),
       reconciler_(store, pool, clock),
@@ -131,6 +132,7 @@ UploadScheduler::Snapshot UploadScheduler::snapshot() const {
   }
   s.rate_bytes_per_s = static_cast<double>(bytes) / std::chrono::duration<double>(kRateWindow).count();
   s.held_reason = holds_.reason(clock_.now());
+  s.holds = holds_.active(clock_.now());
   return s;
 }
 
@@ -257,7 +259,7 @@ void UploadScheduler::start_upload(store::Job job, int attempt) {
   spdlog::log(job.attempts == 0 ? spdlog::level::info : spdlog::level::debug,
               "job {}: uploading {} ({} bytes, attempt {})", id, job.current_path.value_or(job.path).string(),
               job.size_bytes, attempt);
-  auto& flight = in_flight_.emplace(id, InFlight{std::move(job), attempt, 0}).first->second;
+  auto& flight = in_flight_.emplace(id, InFlight{std::move(job), attempt, 0, clock_.now()}).first->second;
   ++reconciling_;
   reconciler_.before_sending(flight.job,
                              [this, id](std::optional<store::Job> adopted) { on_reconciled(id, std::move(adopted)); });
@@ -270,9 +272,11 @@ void UploadScheduler::on_reconciled(store::JobId id, std::optional<store::Job> a
   auto it = in_flight_.find(id);
   if (it == in_flight_.end()) return;
   if (adopted) {
+    const auto elapsed = std::max<std::chrono::nanoseconds>(clock_.now() - it->second.started, 0ns);
+    AttemptFinished event{{}, it->second.attempt, AttemptOutcome::reconciled, std::nullopt, 0, elapsed};
     in_flight_.erase(it);
     holds_.upload_succeeded();
-    after_finish(*adopted);
+    after_finish(*adopted, std::move(event));
     finish_stop_if_idle();
     dispatch();
     return;
@@ -435,6 +439,12 @@ void UploadScheduler::record(const InFlight& flight, const upload::UploadResult&
   }
   const WallTime now = clock_.now();
   const auto sha256 = result.sha256;
+  AttemptFinished event{{},
+                        flight.attempt,
+                        report.outcome,
+                        result.http_status,
+                        result.bytes_sent,
+                        std::max<std::chrono::nanoseconds>(now - flight.started, std::chrono::nanoseconds{0})};
   store_.call(
       [report, now, sha256, source_removed](store::JobStore& s) -> Result<store::Job> {
         if (sha256 && report.sent_file) (void)s.set_sha256(report.job, *sha256, *report.sent_file, now);
@@ -442,16 +452,19 @@ void UploadScheduler::record(const InFlight& flight, const upload::UploadResult&
         if (job && source_removed && job->state == JobState::pending) return s.mark_source_removed(report.job, now);
         return job;
       },
-      [this](Result<store::Job> job) {
+      [this, event = std::move(event)](Result<store::Job> job) mutable {
         if (!job) {
           spdlog::error("store: cannot record an attempt: {}", job.error().message);
           return;
         }
-        after_finish(*job);
+        after_finish(*job, std::move(event));
       });
 }
 
-void UploadScheduler::after_finish(const store::Job& job) {
+void UploadScheduler::after_finish(const store::Job& job, AttemptFinished event) {
+  event.job = job;
+  events_.publish(event);
+  if (job.state == JobState::succeeded || job.state == JobState::failed) events_.publish(JobFinished{job, false});
   if (dispose_) dispose_(job);
   if (preflight_.finished) preflight_.finished(job);
 }

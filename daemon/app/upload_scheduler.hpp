@@ -5,6 +5,7 @@
 // through StoreClient, so no SQL runs on this thread.
 
 #include "app/in_doubt_reconciler.hpp"
+#include "app/job_events.hpp"
 #include "app/store_client.hpp"
 #include "app/upload_holds.hpp"
 #include "common/timestamp.hpp"
@@ -36,10 +37,12 @@ class UploadScheduler {
     std::size_t uploading = 0;
     double rate_bytes_per_s = 0;
     std::optional<std::string> held_reason;
+    UploadHolds::Active holds;
   };
 
+  // Every recorded attempt, and every job it finishes, is published to `events`.
   UploadScheduler(boost::asio::io_context& io, StoreClient& store, upload::UploadPool& pool, const Clock& clock,
-                  Settings settings, std::uint64_t seed);
+                  JobEvents& events, Settings settings, std::uint64_t seed);
 
   void start();
   // Something may have become due (a new job, a retry from the CLI): look now.
@@ -70,6 +73,7 @@ class UploadScheduler {
     store::Job job;
     int attempt = 0;
     std::uint64_t bytes_reported = 0;
+    WallTime started{};
   };
 
   void dispatch();
@@ -82,7 +86,7 @@ class UploadScheduler {
   void on_upload_done(store::JobId id, upload::UploadResult result);
   void record(const InFlight& flight, const upload::UploadResult& result, const upload::Decision& decision);
   void log_retry(store::JobId id, int attempt, const upload::Decision& decision, WallTime now);
-  void after_finish(const store::Job& job);
+  void after_finish(const store::Job& job, AttemptFinished event);
   void arm_wakeup(std::optional<WallTime> at);
   void schedule_next_due();
   void maybe_probe();
@@ -93,6 +97,7 @@ class UploadScheduler {
   StoreClient& store_;
   upload::UploadPool& pool_;
   const Clock& clock_;
+  JobEvents& events_;
   Settings settings_;
   upload::RetryPolicy policy_;
   UploadHolds holds_;

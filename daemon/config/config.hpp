@@ -87,6 +87,19 @@ struct LogConfig {
   LogFormat format = LogFormat::text;
 };
 
+// Where the Prometheus endpoint listens: a host name or IPv4 address, or an IPv6 address
+// (written in brackets in the config), and a port (0: any free port, for tests).
+struct ListenAddress {
+  std::string host;  // without brackets
+  std::uint16_t port = 0;
+  [[nodiscard]] std::string text() const;  // as written: host:port or [v6]:port
+  friend bool operator==(const ListenAddress&, const ListenAddress&) = default;
+};
+
+struct MetricsConfig {
+  std::optional<ListenAddress> listen;  // none: no metrics endpoint
+};
+
 struct Config {
   std::filesystem::path source;  // the file as named on the command line
   ApiConfig api;
@@ -96,6 +109,7 @@ struct Config {
   std::vector<WatchConfig> watch;
   HooksConfig hooks;
   LogConfig log;
+  MetricsConfig metrics;
 };
 
 inline constexpr const char* kDefaultConfigPath = "/etc/modeldrop/modeldrop.yaml";

@@ -2,6 +2,7 @@
 
 #include "common/text.hpp"
 
+#include <arpa/inet.h>
 #include <yaml-cpp/yaml.h>
 #include <boost/url/parse.hpp>
 
@@ -17,10 +18,11 @@ namespace {
 
 namespace fs = std::filesystem;
 
-constexpr std::array<std::string_view, 7> kTopKeys{"api", "upload", "retry", "database", "watch", "hooks", "log"};
+constexpr std::array<std::string_view, 8> kTopKeys{"api",   "upload", "retry", "database",
+                                                   "watch", "hooks",  "log",   "metrics"};
 constexpr std::array<std::string_view, 3> kHooksKeys{"on_success", "on_failure", "timeout"};
-// Keys CONTRACT §10 and §11 reserve for features not built yet: named as such, not as typos.
-constexpr std::array<std::string_view, 2> kPlannedKeys{"metrics", "register"};
+// Keys reserved for features not built yet (model registration): named as such, not as typos.
+constexpr std::array<std::string_view, 1> kPlannedKeys{"register"};
 constexpr std::array<std::string_view, 7> kApiKeys{"base_url", "token_file",      "project_id",  "ca_file",
                                                    "proxy",    "connect_timeout", "idle_timeout"};
 constexpr std::array<std::string_view, 3> kUploadKeys{"sessions", "max_bytes_per_second", "dedupe"};
@@ -29,6 +31,41 @@ constexpr std::array<std::string_view, 12> kWatchKeys{"path",       "project_id"
                                                       "settle",     "on_success",   "on_failure", "done_dir",
                                                       "failed_dir", "ready_marker", "poll",       "validate"};
 constexpr std::array<std::string_view, 2> kLogKeys{"level", "format"};
+constexpr std::array<std::string_view, 1> kMetricsKeys{"listen"};
+
+std::optional<std::uint16_t> parse_port(std::string_view text) {
+  unsigned value = 0;
+  const auto* end = text.data() + text.size();
+  auto [ptr, ec] = std::from_chars(text.data(), end, value);
+  if (text.empty() || ec != std::errc() || ptr != end || value > 65535) return std::nullopt;
+  return static_cast<std::uint16_t>(value);
+}
+
+// "host:port" or "[v6]:port"; an IPv6 address without brackets is ambiguous and refused.
+std::optional<ListenAddress> parse_listen(std::string_view text) {
+  ListenAddress address;
+  std::string_view port;
+  if (text.starts_with('[')) {
+    const auto close = text.find("]:");
+    if (close == std::string_view::npos) return std::nullopt;
+    const std::string host(text.substr(1, close - 1));
+    in6_addr parsed{};
+    if (::inet_pton(AF_INET6, host.c_str(), &parsed) != 1) return std::nullopt;
+    address.host = host;
+    port = text.substr(close + 2);
+  } else {
+    const auto colon = text.rfind(':');
+    if (colon == std::string_view::npos || colon == 0 || text.substr(0, colon).find(':') != std::string_view::npos) {
+      return std::nullopt;
+    }
+    address.host = std::string(text.substr(0, colon));
+    port = text.substr(colon + 1);
+  }
+  auto number = parse_port(port);
+  if (!number) return std::nullopt;
+  address.port = *number;
+  return address;
+}
 
 bool is_loopback_host(std::string_view host) {
   if (host == "localhost" || host == "::1" || host == "[::1]") return true;
@@ -84,6 +121,7 @@ class ConfigReader {
     read_watches(root, config);
     read_hooks(root["hooks"], config.hooks);
     read_log(root["log"], config.log);
+    read_metrics(root["metrics"], config.metrics);
     return finish(std::move(config));
   }
 
@@ -381,6 +419,18 @@ class ConfigReader {
     if (auto v = read_enum(node["format"], "log.format", kFormats)) log.format = *v;
   }
 
+  void read_metrics(const YAML::Node& node, MetricsConfig& metrics) {
+    if (!section(node, "metrics")) return;
+    check_keys(node, "metrics", kMetricsKeys);
+    auto text = read_string(node["listen"], "metrics.listen", true);
+    if (!text) return;
+    metrics.listen = parse_listen(*text);
+    if (!metrics.listen) {
+      report(node["listen"], "metrics.listen",
+             "must be host:port or [IPv6 address]:port, got " + describe(node["listen"]));
+    }
+  }
+
   static WatchConfig default_watch(const std::optional<std::string>& api_project) {
     WatchConfig watch;
     watch.path = "/var/spool/modeldrop/incoming";
@@ -536,6 +586,11 @@ fs::path config_path_from(const std::optional<std::string>& flag) {
   if (flag && !flag->empty()) return *flag;
   if (const char* env = std::getenv("MODELDROP_CONFIG"); env != nullptr && *env != '\0') return env;
   return kDefaultConfigPath;
+}
+
+std::string ListenAddress::text() const {
+  const std::string shown = host.find(':') != std::string::npos ? "[" + host + "]" : host;
+  return shown + ":" + std::to_string(port);
 }
 
 std::string_view to_string(SuccessAction action) {

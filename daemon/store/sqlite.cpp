@@ -200,7 +200,8 @@ Result<Connection> Connection::open(const std::filesystem::path& file, OpenMode 
   auto state = std::make_unique<detail::ConnectionState>();
   state->file = file;
   // NOMUTEX: each connection is used by one thread at a time (the store thread, or the CLI).
-  int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX | SQLITE_OPEN_EXRESCODE;
+  int flags = (mode == OpenMode::read_only ? SQLITE_OPEN_READONLY : SQLITE_OPEN_READWRITE) | SQLITE_OPEN_NOMUTEX |
+              SQLITE_OPEN_EXRESCODE;
   if (mode == OpenMode::create_if_missing) flags |= SQLITE_OPEN_CREATE;
   const int rc = sqlite3_open_v2(file.c_str(), &state->db, flags, nullptr);
   if (rc != SQLITE_OK) return state->error("cannot open the database", rc);

@@ -127,6 +127,7 @@ class [[nodiscard]] StatementReset {
 enum class OpenMode {
   create_if_missing,  // the daemon
   existing_only,      // `modeldrop`: never creates a database
+  read_only,          // the metrics reader: an existing database, never written
 };
 
 // One SQLite connection, used by one thread at a time (opened SQLITE_OPEN_NOMUTEX).

@@ -67,7 +67,7 @@ void SchedulerTest::start() {
   ASSERT_TRUE(pool) << pool.error().message;
   pool_ = std::move(*pool);
 
-  scheduler_ = std::make_unique<app::UploadScheduler>(io_, *store_client_, *pool_, clock_,
+  scheduler_ = std::make_unique<app::UploadScheduler>(io_, *store_client_, *pool_, clock_, events_,
                                                       app::UploadScheduler::Settings{config_}, seed_);
   files_ = std::make_unique<app::JobFileWork>(*store_client_, clock_);
   auto dispose = [this](const store::Job& job) { files_->dispose(job, config_); };

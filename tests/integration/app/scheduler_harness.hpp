@@ -6,6 +6,7 @@
 // from a second connection (as `modeldrop add` would), move the clock, wake the scheduler
 // and read back the rows CONTRACT §4 makes public.
 
+#include "app/job_events.hpp"
 #include "app/job_file_actions.hpp"
 #include "app/preflight_stage.hpp"
 #include "app/store_client.hpp"
@@ -89,6 +90,7 @@ class SchedulerTest : public ::testing::Test {
   std::unique_ptr<store::StoreWorker> worker_;
   std::unique_ptr<app::StoreClient> store_client_;
   std::unique_ptr<upload::UploadPool> pool_;
+  app::JobEvents events_;  // before the components that publish to it
   std::unique_ptr<app::JobFileWork> files_;
   std::unique_ptr<app::PreflightStage> hashes_;
   std::unique_ptr<app::UploadScheduler> scheduler_;

@@ -65,7 +65,7 @@ std::string DaemonTest::config_text(const std::string& extra) const {
          "  - path: incoming\n"
          "    settle: 200ms\n" +
          config_options_.incoming_watch + extra + "log:\n  level: debug\n  format: " + config_options_.log_format +
-         "\n";
+         "\n" + config_options_.top_level;
 }
 
 void DaemonTest::write_config(const std::string& extra) {

@@ -24,6 +24,7 @@ struct DaemonConfigOptions {
   std::string incoming_watch;              // extra keys of the `incoming` entry, e.g. "    recursive: true\n"
   std::string upload;                      // extra keys of `upload:`, e.g. "  dedupe: false\n"
   std::string log_format = "text";
+  std::string top_level;  // extra top-level sections, e.g. "metrics:\n  listen: 127.0.0.1:0\n"
 };
 
 // The daemon row's held_reason, read through a connection of its own (none when unreadable).

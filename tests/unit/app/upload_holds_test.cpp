@@ -66,5 +66,23 @@ TEST(UploadHolds, PauseWinsAndSaysPaused) {
   EXPECT_FALSE(holds.uploads_blocked(kT0));
 }
 
+TEST(UploadHolds, ActiveListsEveryHoldAtOnce) {
+  UploadHolds holds;
+  auto active = holds.active(kT0);
+  EXPECT_FALSE(active.auth || active.rate_limit || active.paused);
+  holds.hold_for_auth(kT0, "HTTP 401");
+  holds.hold_for_rate_limit(kT0 + 30s, "HTTP 429");
+  holds.set_paused(true);
+  active = holds.active(kT0);
+  EXPECT_TRUE(active.auth && active.rate_limit && active.paused) << "the pause hides the others in reason(), not here";
+  active = holds.active(kT0 + 30s);
+  EXPECT_FALSE(active.rate_limit) << "a rate limit ends by itself";
+  EXPECT_TRUE(active.auth);
+  holds.token_changed();
+  holds.set_paused(false);
+  active = holds.active(kT0 + 30s);
+  EXPECT_FALSE(active.auth || active.rate_limit || active.paused);
+}
+
 }  // namespace
 }  // namespace modeldrop::app

@@ -42,6 +42,7 @@ TEST(ConfigLoader, EmptyFileGivesEveryDefault) {
   EXPECT_EQ(c.watch[0].validate, preflight::ArchiveValidation::archive);
   EXPECT_EQ(c.log.level, LogLevel::info);
   EXPECT_EQ(c.log.format, LogFormat::text);
+  EXPECT_FALSE(c.metrics.listen) << "no metrics endpoint unless asked for";
 }
 
 TEST(ConfigLoader, ReadsEveryKey) {
@@ -98,6 +99,35 @@ log: {level: debug, format: json}
   EXPECT_EQ(c.watch[1].done_dir, "/etc/modeldrop/b/done");
   EXPECT_EQ(c.log.level, LogLevel::debug);
   EXPECT_EQ(c.log.format, LogFormat::json);
+}
+
+TEST(ConfigLoader, MetricsListenTakesHostPortOrBracketedIpv6) {
+  auto c = parse("metrics: {listen: '127.0.0.1:9464'}");
+  ASSERT_TRUE(c.ok()) << c.problems.front();
+  EXPECT_EQ(c.config->metrics.listen, (ListenAddress{"127.0.0.1", 9464}));
+  c = parse("metrics: {listen: '[::1]:9464'}");
+  ASSERT_TRUE(c.ok()) << c.problems.front();
+  EXPECT_EQ(c.config->metrics.listen, (ListenAddress{"::1", 9464}));
+  EXPECT_EQ(c.config->metrics.listen->text(), "[::1]:9464");
+  c = parse("metrics: {listen: 'localhost:0'}");
+  ASSERT_TRUE(c.ok()) << c.problems.front();
+  EXPECT_EQ(c.config->metrics.listen, (ListenAddress{"localhost", 0}));
+  c = parse("metrics: {listen: null}");
+  ASSERT_TRUE(c.ok());
+  EXPECT_FALSE(c.config->metrics.listen);
+  EXPECT_TRUE(parse("metrics:").ok());
+}
+
+TEST(ConfigLoader, MetricsListenProblemsNameTheKey) {
+  for (const char* bad : {"'9464'", "':9464'", "'::1:9464'", "'[::1]'", "'[nonsense]:80'", "'host:99999'",
+                          "'host:port'", "'host:'", "[a, b]"}) {
+    const auto c = parse(std::string("metrics:\n  listen: ") + bad + "\n");
+    ASSERT_EQ(c.problems.size(), 1u) << bad;
+    EXPECT_EQ(c.problems[0].rfind("test.yaml:2: metrics.listen: must be", 0), 0u) << c.problems[0];
+  }
+  const auto typo = parse("metrics: {listne: '127.0.0.1:1'}");
+  ASSERT_EQ(typo.problems.size(), 1u);
+  EXPECT_NE(typo.problems[0].find("unknown key (did you mean \"listen\"?)"), std::string::npos) << typo.problems[0];
 }
 
 TEST(ConfigLoader, PlainHttpOnlyForLoopback) {
