@@ -143,6 +143,20 @@ struct JobRequestResult {
   JobState previous_state = JobState::pending;  // when known
 };
 
+// Which jobs `modeldrop jobs` lists: every condition given must hold.
+struct JobFilter {
+  std::vector<JobState> states;  // any of these; every state when empty
+  // A shell glob, case-insensitive, on the file name; on the whole path when it contains a '/'.
+  std::optional<std::string> name_glob;
+  std::optional<WallTime> created_since;
+};
+
+struct JobPage {
+  std::vector<Job> jobs;           // newest first, at most the limit
+  std::vector<int> attempts_made;  // per job: every attempt row (held, aborted, running included)
+  std::int64_t total = 0;          // jobs the filter matches, the limit aside
+};
+
 struct StateSummary {
   JobState state = JobState::pending;
   std::int64_t jobs = 0;
@@ -249,8 +263,12 @@ class JobStore {
   // Pending or uploading -> cancelled (a running upload learns of it via cancelled_among).
   Result<std::vector<JobRequestResult>> cancel(std::span<const JobId> jobs, WallTime now);
   // Failed or cancelled -> pending with a fresh budget, from current_path. Refused for a job
-  // whose file is gone, or whose cancelled upload the daemon has not stopped yet.
-  Result<std::vector<JobRequestResult>> retry(std::span<const JobId> jobs, WallTime now);
+  // whose file is gone, or whose cancelled upload the daemon has not stopped yet. With
+  // `again`, a succeeded job too: its file id is forgotten and the file is sent once more
+  // (its known sha256 is kept, so dedupe does not answer with the job's own earlier upload).
+  enum class Retry { unfinished, again };
+  Result<std::vector<JobRequestResult>> retry(std::span<const JobId> jobs, WallTime now,
+                                              Retry which = Retry::unfinished);
   // Every failed job whose file is still there; returns the ids retried.
   Result<std::vector<JobId>> retry_failed(WallTime now);
 
@@ -259,6 +277,8 @@ class JobStore {
   Result<std::optional<JobWithAttempts>> job_with_attempts(JobId job);
   // Newest first; every state when `states` is empty.
   Result<std::vector<Job>> list_jobs(std::span<const JobState> states, std::size_t limit);
+  // Newest first, with how many match in all (for "... N more").
+  Result<JobPage> find_jobs(const JobFilter& filter, std::size_t limit);
   // Jobs and bytes for every state, zeros included, in lifecycle order.
   Result<std::vector<StateSummary>> summary();
   // The earliest time a pending job is due (now for one without next_attempt_at); none when

@@ -26,6 +26,7 @@
 #include <fstream>
 #include <map>
 #include <unordered_map>
+#include <unordered_set>
 
 namespace modeldrop::watch {
 namespace {
@@ -46,6 +47,9 @@ constexpr std::uint32_t kWatchMask = IN_CLOSE_WRITE | IN_MOVED_TO | IN_MODIFY | 
 constexpr std::size_t kReadBufferBytes = 256 * 1024;
 
 constexpr auto kRepeatedWarningInterval = std::chrono::minutes(1);
+
+// Names logged as matching no pattern; past this the memory starts afresh (a name may be logged again).
+constexpr std::size_t kUnmatchedNamesRemembered = 4096;
 
 std::string normalized(const fs::path& path) {
   std::string text = path.lexically_normal().string();
@@ -407,7 +411,10 @@ class DropWatcher::Impl : public std::enable_shared_from_this<DropWatcher::Impl>
   }
 
   void handle_file_event(Root& root, const std::string& path, std::string_view name, std::uint32_t mask) {
-    if (!root.filter.accepts(name)) return;
+    if (!root.filter.accepts(name)) {
+      if ((mask & (IN_CLOSE_WRITE | IN_MOVED_TO)) != 0) note_unmatched(root, path, name);
+      return;
+    }
     if ((mask & (IN_DELETE | IN_MOVED_FROM)) != 0) {
       tracker_.forget(path);
       files_.erase(path);
@@ -417,7 +424,9 @@ class DropWatcher::Impl : public std::enable_shared_from_this<DropWatcher::Impl>
     // A settling file's deadline check compares mtime and ctime anyway; an attribute change must
     // not end the wait for a writer that has not closed yet.
     if ((mask & IN_ATTRIB) != 0 && tracker_.contains(path)) return;
-    const Activity activity = (mask & (IN_MODIFY | IN_CREATE)) != 0 ? Activity::written : Activity::closed;
+    const Activity activity = (mask & (IN_MODIFY | IN_CREATE)) != 0 ? Activity::written
+                              : (mask & IN_MOVED_TO) != 0           ? Activity::renamed
+                                                                    : Activity::closed;
     struct stat st {};
     if (::lstat(path.c_str(), &st) != 0) {
       const int error = errno;
@@ -449,6 +458,16 @@ class DropWatcher::Impl : public std::enable_shared_from_this<DropWatcher::Impl>
         SettleTracker::Verdict::ready) {
       report(path, known, state);
     }
+  }
+
+  // A name no pattern matches (notes.txt) is left alone; saying so once tells the user why.
+  // Temporary names (.part, dot-files) are expected to be renamed and are not worth a line.
+  void note_unmatched(const Root& root, const std::string& path, std::string_view name) {
+    if (is_ignored_name(name)) return;
+    if (unmatched_logged_.size() >= kUnmatchedNamesRemembered) unmatched_logged_.clear();
+    if (!unmatched_logged_.insert(path).second) return;
+    spdlog::info("ignoring {}: its name matches none of the watch's patterns ({})", path,
+                 fmt::join(root.filter.patterns(), ", "));
   }
 
   void note_special(Root& root, const std::string& path, FileKind kind, std::uint64_t generation) {
@@ -741,6 +760,7 @@ class DropWatcher::Impl : public std::enable_shared_from_this<DropWatcher::Impl>
   std::map<std::string, int> wd_by_path_;   // ordered: a subtree is a key range
   std::map<std::string, KnownFile> files_;  // ordered: a subtree is a key range
   SettleTracker tracker_;
+  std::unordered_set<std::string> unmatched_logged_;
   std::uint64_t generation_ = 0;
   std::size_t overflows_ = 0;
 
