@@ -22,6 +22,49 @@ bool after_action_moves_file(const store::Job& job, const config::Config& config
   return false;
 }
 
+namespace {
+
+// The marker follows its archive: into the same folder when the archive was moved, else
+// (kept or deleted) it is removed, so it cannot announce the archive a second time.
+void dispose_of_ready_marker(const store::Job& job, const std::optional<std::filesystem::path>& archive_now,
+                             StoreClient& store, const Clock& clock) {
+  if (!job.ready_marker_path) return;
+  const auto& marker = *job.ready_marker_path;
+  std::optional<std::filesystem::path> marker_now;
+  std::error_code ec;
+  if (!std::filesystem::exists(std::filesystem::symlink_status(marker, ec))) {
+    // Removed by hand already: only the record is left to update.
+  } else if (archive_now && archive_now != job.current_path) {
+    auto moved = watch::move_into(marker, archive_now->parent_path());
+    if (!moved) {
+      spdlog::warn("job {}: cannot move its ready marker: {}", job.id, moved.error().message);
+      return;
+    }
+    marker_now = *moved;
+  } else if (auto removed = watch::remove_file(marker); !removed) {
+    spdlog::warn("job {}: cannot remove its ready marker: {}", job.id, removed.error().message);
+    return;
+  }
+  store.run([id = job.id, marker_now, now = clock.now()](store::JobStore& s) {
+    if (auto r = s.set_ready_marker_path(id, marker_now, now); !r) {
+      spdlog::error("store: job {}: cannot record where its ready marker went: {}", id, r.error().message);
+    }
+  });
+}
+
+}  // namespace
+
+void remove_ready_marker(const store::Job& job, store::JobStore& store, WallTime now) {
+  if (!job.ready_marker_path) return;
+  if (auto removed = watch::remove_file(*job.ready_marker_path); !removed) {
+    spdlog::warn("job {}: cannot remove its ready marker: {}", job.id, removed.error().message);
+    return;
+  }
+  if (auto r = store.set_ready_marker_path(job.id, std::nullopt, now); !r) {
+    spdlog::error("store: job {}: cannot record that its ready marker was removed: {}", job.id, r.error().message);
+  }
+}
+
 void dispose_of_job_file(const store::Job& job, const config::Config& config, StoreClient& store, const Clock& clock) {
   if (job.state != store::JobState::succeeded && job.state != store::JobState::failed) return;
   const auto* watch = watch_of(job, config);
@@ -32,6 +75,7 @@ void dispose_of_job_file(const store::Job& job, const config::Config& config, St
     spdlog::error("job {}: {}", job.id, where.error().message);
     return;
   }
+  dispose_of_ready_marker(job, *where, store, clock);
   if (*where == job.current_path) return;
   if (*where) {
     spdlog::info("job {}: moved {} to {}", job.id, job.current_path->string(), (*where)->string());

@@ -20,4 +20,8 @@ bool after_action_moves_file(const store::Job& job, const config::Config& config
 // Applies the after-action for a succeeded or failed job; anything else is left alone.
 void dispose_of_job_file(const store::Job& job, const config::Config& config, StoreClient& store, const Clock& clock);
 
+// The ready marker of a job cancelled because its archive disappeared: removed, as it has
+// nothing left to announce. Runs on the store thread (it records the change).
+void remove_ready_marker(const store::Job& job, store::JobStore& store, WallTime now);
+
 }  // namespace modeldrop::app

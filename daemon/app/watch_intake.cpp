@@ -1,5 +1,6 @@
 #include "app/watch_intake.hpp"
 
+#include "app/job_file_actions.hpp"
 #include "store/job_store.hpp"
 
 #include <spdlog/spdlog.h>
@@ -18,30 +19,38 @@ void WatchIntake::file_ready(const watch::ReadyFile& file) {
   job.project_id = file.project_id;
   job.file = store::FileIdentity{static_cast<std::uint64_t>(file.device), static_cast<std::uint64_t>(file.inode),
                                  file.size, file.mtime_ns};
-  store_.call([job, now = clock_.now()](store::JobStore& s) { return s.enqueue(job, now); },
-              [this, file](Result<store::EnqueueResult> result) {
-                const auto& path = file.path;
-                if (!result) {
-                  spdlog::error("store: cannot queue {}: {} (trying again in {} s)", path.string(),
-                                result.error().message, kRetryUnqueued.count());
-                  retry_later(file);
-                  return;
-                }
-                switch (result->effect) {
-                  case store::EnqueueEffect::inserted:
-                    spdlog::info("job {}: queued {}", result->job, path.string());
-                    break;
-                  case store::EnqueueEffect::updated:
-                    spdlog::info("job {}: {} changed before its upload; queued again", result->job, path.string());
-                    break;
-                  case store::EnqueueEffect::unchanged:
-                    if (result->state == store::JobState::succeeded || result->state == store::JobState::failed) {
-                      look_at_finished_job(result->job, path);
-                    }
-                    return;
-                }
-                queued_();
-              });
+  store_.call(
+      [job, marker = file.ready_marker, now = clock_.now()](store::JobStore& s) {
+        auto queued = s.enqueue(job, now);
+        if (queued && marker && queued->effect != store::EnqueueEffect::unchanged) {
+          if (auto r = s.set_ready_marker_path(queued->job, marker, now); !r)
+            return Result<store::EnqueueResult>(r.error());
+        }
+        return queued;
+      },
+      [this, file](Result<store::EnqueueResult> result) {
+        const auto& path = file.path;
+        if (!result) {
+          spdlog::error("store: cannot queue {}: {} (trying again in {} s)", path.string(), result.error().message,
+                        kRetryUnqueued.count());
+          retry_later(file);
+          return;
+        }
+        switch (result->effect) {
+          case store::EnqueueEffect::inserted:
+            spdlog::info("job {}: queued {}", result->job, path.string());
+            break;
+          case store::EnqueueEffect::updated:
+            spdlog::info("job {}: {} changed before its upload; queued again", result->job, path.string());
+            break;
+          case store::EnqueueEffect::unchanged:
+            if (result->state == store::JobState::succeeded || result->state == store::JobState::failed) {
+              look_at_finished_job(result->job, path);
+            }
+            return;
+        }
+        queued_();
+      });
 }
 
 void WatchIntake::retry_later(const watch::ReadyFile& file) {
@@ -76,6 +85,7 @@ void WatchIntake::file_removed(const std::filesystem::path& path) {
         if (!*job) return std::optional<store::JobId>{};
         auto removed = s.mark_source_removed((*job)->id, now);
         if (!removed) return removed.error();
+        remove_ready_marker(*removed, s, now);
         return std::optional<store::JobId>{removed->id};
       },
       [path](Result<std::optional<store::JobId>> result) {

@@ -38,6 +38,19 @@ struct RetryConfig {
 };
 
 enum class SuccessAction { move, keep, remove };
+
+// How often a watch directory is rescanned on top of inotify: network filesystems do not report
+// writes made on another machine.
+struct PollSetting {
+  enum class Kind {
+    automatic,  // rescan only directories on a network or FUSE filesystem (statfs)
+    off,
+    every,  // rescan every `interval`
+  };
+  Kind kind = Kind::automatic;
+  Duration interval{0};  // for Kind::every
+  friend bool operator==(const PollSetting&, const PollSetting&) = default;
+};
 enum class FailureAction { move, keep };
 
 struct WatchConfig {
@@ -50,6 +63,9 @@ struct WatchConfig {
   FailureAction on_failure = FailureAction::move;
   std::filesystem::path done_dir;    // absolute; default <path>/done
   std::filesystem::path failed_dir;  // absolute; default <path>/failed
+  // A name suffix such as ".ready": x.zip is queued once x.zip.ready exists, without a settle wait.
+  std::optional<std::string> ready_marker;
+  PollSetting poll;
 };
 
 struct LogConfig {

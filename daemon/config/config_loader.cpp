@@ -24,8 +24,9 @@ constexpr std::array<std::string_view, 7> kApiKeys{"base_url", "token_file",    
                                                    "proxy",    "connect_timeout", "idle_timeout"};
 constexpr std::array<std::string_view, 3> kUploadKeys{"sessions", "max_bytes_per_second", "dedupe"};
 constexpr std::array<std::string_view, 4> kRetryKeys{"initial_backoff", "max_backoff", "max_attempts", "give_up_after"};
-constexpr std::array<std::string_view, 9> kWatchKeys{"path",       "project_id", "patterns", "recursive", "settle",
-                                                     "on_success", "on_failure", "done_dir", "failed_dir"};
+constexpr std::array<std::string_view, 11> kWatchKeys{"path",       "project_id",   "patterns",   "recursive",
+                                                      "settle",     "on_success",   "on_failure", "done_dir",
+                                                      "failed_dir", "ready_marker", "poll"};
 constexpr std::array<std::string_view, 2> kLogKeys{"level", "format"};
 
 bool is_loopback_host(std::string_view host) {
@@ -438,7 +439,34 @@ class ConfigReader {
     if (watch.failed_dir == watch.path) {
       report(entry["failed_dir"], path + ".failed_dir", "must not be the watch directory itself");
     }
+    read_operations_keys(entry, path, watch);
     return watch;
+  }
+
+  // The per-watch keys for running on shared and networked storage.
+  void read_operations_keys(const YAML::Node& entry, const std::string& path, WatchConfig& watch) {
+    if (auto marker = read_string(entry["ready_marker"], path + ".ready_marker", true)) {
+      if (marker->empty() || marker->find('/') != std::string::npos || *marker == "." || *marker == "..") {
+        report(entry["ready_marker"], path + ".ready_marker",
+               "must be a file name suffix such as .ready, got " + describe(entry["ready_marker"]));
+      } else {
+        watch.ready_marker = *marker;
+      }
+    }
+    if (const YAML::Node poll = entry["poll"]; poll.IsDefined()) {
+      const auto text = poll.IsScalar() && !poll.IsNull() ? std::optional<std::string>(poll.Scalar()) : std::nullopt;
+      if (text == "auto") {
+        watch.poll = {};
+      } else if (text == "off") {
+        watch.poll.kind = PollSetting::Kind::off;
+      } else if (auto interval = parse_duration(text.value_or("")); !text || !interval) {
+        report(poll, path + ".poll", "must be auto, off or a duration such as 30s, got " + describe(poll));
+      } else if (*interval < std::chrono::milliseconds(100)) {
+        report(poll, path + ".poll", "must be at least 100ms, got " + *text);
+      } else {
+        watch.poll = {PollSetting::Kind::every, *interval};
+      }
+    }
   }
 
   std::string display_name_;

@@ -7,6 +7,7 @@
 #include "common/error.hpp"
 
 #include <cstddef>
+#include <cstdint>
 #include <functional>
 #include <optional>
 #include <span>
@@ -38,9 +39,23 @@ struct CheckVerdict {
   [[nodiscard]] bool passed() const { return !problem.has_value(); }
 };
 
+// What a hostile archive may cost before it fails (the defaults; tests pass smaller ones).
+struct CheckLimits {
+  // A model archive holds a config, a tokenizer and at most a few hundred weight shards: ten
+  // thousand members is far above that, and far below where per-member work adds up.
+  std::uint64_t max_members = 10'000;
+  // Member names are kept to compare a zip's central directory with them.
+  std::uint64_t max_name_bytes = 4 * 1024 * 1024;
+  // Weights compress little (about 1.1x) and text rarely beyond 10x: inflating to more than
+  // 100 times the bytes read, past a first GiB (small archives of zeros), is a bomb.
+  std::uint64_t max_expansion = 100;
+  std::uint64_t expansion_allowance = std::uint64_t{1} << 30;
+};
+
 // Checks the archive whose bytes `read_next` yields, front to back, each byte at most once.
 // It may stop reading before the end (a verdict reached early); the caller reads what is left
 // for its hash. An error is a failure to read the file, not a verdict on its content.
-Result<CheckVerdict> check_archive(ArchiveValidation validation, ArchiveKind kind, const ReadNext& read_next);
+Result<CheckVerdict> check_archive(ArchiveValidation validation, ArchiveKind kind, const ReadNext& read_next,
+                                   const CheckLimits& limits = {});
 
 }  // namespace modeldrop::preflight

@@ -65,7 +65,7 @@ constexpr std::string_view kJobColumns =
     "id, path, current_path, watch_dir, project_id, size_bytes, sha256, state, attempts, next_attempt_at, "
     "bytes_sent, file_id, file_status, file_status_details, http_status, last_error, created_at, updated_at, "
     "finished_at, device, inode, mtime_ns, budget_started_at, progress_at_ms, upload_rate_bytes_per_s, "
-    "duplicate_of";
+    "duplicate_of, ready_marker_path";
 
 // How many columns kJobColumns names: the first index after them.
 constexpr int kJobColumnCount = static_cast<int>(std::count(kJobColumns.begin(), kJobColumns.end(), ',')) + 1;
@@ -149,6 +149,7 @@ Job read_job(const Statement& row) {
   if (auto ms = row.optional_int64(23)) job.progress_at = WallTime{std::chrono::milliseconds(*ms)};
   job.upload_rate_bytes_per_s = row.optional_real(24);
   job.duplicate_of = row.optional_int64(25);
+  job.ready_marker_path = read_optional_path(row, 26);
   return job;
 }
 
@@ -924,6 +925,21 @@ Result<void> JobStore::set_current_path(JobId job_id, const std::optional<std::f
   auto write = AtomicWrite::begin(db_, AtomicWrite::Size::one_statement);
   if (!write) return write.error();
   auto statement = db_.prepare("UPDATE jobs SET current_path = ?2, updated_at = ?3 WHERE id = ?1");
+  if (!statement) return statement.error();
+  {
+    StatementReset reset(**statement);
+    (*statement)->bind_all(job_id, path ? std::optional<std::string>(path->string()) : std::nullopt, timestamp(now));
+    if (auto done = (*statement)->run(); !done) return done.error();
+  }
+  if (db_.changes() == 0) return unknown_job(job_id);
+  return write->commit();
+}
+
+Result<void> JobStore::set_ready_marker_path(JobId job_id, const std::optional<std::filesystem::path>& path,
+                                             WallTime now) {
+  auto write = AtomicWrite::begin(db_, AtomicWrite::Size::one_statement);
+  if (!write) return write.error();
+  auto statement = db_.prepare("UPDATE jobs SET ready_marker_path = ?2, updated_at = ?3 WHERE id = ?1");
   if (!statement) return statement.error();
   {
     StatementReset reset(**statement);

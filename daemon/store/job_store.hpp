@@ -66,11 +66,12 @@ struct Job {
   WallTime updated_at;
   std::optional<WallTime> finished_at;
 
-  FileIdentity file;                              // file.size_bytes == size_bytes
-  WallTime budget_started_at;                     // give_up_after counts from here: creation or the last retry
-  std::optional<WallTime> progress_at;            // last record_progress of the current attempt
-  std::optional<double> upload_rate_bytes_per_s;  // smoothed, of the current attempt
-  std::optional<JobId> duplicate_of;              // dedupe: the succeeded job whose upload this one reuses
+  FileIdentity file;                                       // file.size_bytes == size_bytes
+  WallTime budget_started_at;                              // give_up_after counts from here: creation or the last retry
+  std::optional<WallTime> progress_at;                     // last record_progress of the current attempt
+  std::optional<double> upload_rate_bytes_per_s;           // smoothed, of the current attempt
+  std::optional<JobId> duplicate_of;                       // dedupe: the succeeded job whose upload this one reuses
+  std::optional<std::filesystem::path> ready_marker_path;  // the marker that queued it, where it is now
 };
 
 // One row of `attempts`.
@@ -247,6 +248,8 @@ class JobStore {
   Result<Job> fail(JobId job, std::string_view reason, WallTime now);
   // Where the file is now (after a move); none once deleted.
   Result<void> set_current_path(JobId job, const std::optional<std::filesystem::path>& path, WallTime now);
+  // The ready marker that queued the job, and later where it went; none once removed.
+  Result<void> set_ready_marker_path(JobId job, const std::optional<std::filesystem::path>& path, WallTime now);
   // The pending job whose file is at `current_path` (for a watcher event on a queued file).
   Result<std::optional<Job>> pending_job_for_path(const std::filesystem::path& current_path);
 

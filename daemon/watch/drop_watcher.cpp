@@ -1,6 +1,7 @@
 #include "watch/drop_watcher.hpp"
 
 #include "watch/directory_scanner.hpp"
+#include "watch/filesystem_kind.hpp"
 #include "watch/inotify_events.hpp"
 #include "watch/log_limiter.hpp"
 #include "watch/name_filter.hpp"
@@ -84,7 +85,8 @@ std::string watch_limit_problem() {
 bool same_settings(const config::WatchConfig& a, const config::WatchConfig& b) {
   return a.path == b.path && a.project_id == b.project_id && a.patterns == b.patterns && a.recursive == b.recursive &&
          a.settle == b.settle && a.on_success == b.on_success && a.on_failure == b.on_failure &&
-         a.done_dir == b.done_dir && a.failed_dir == b.failed_dir;
+         a.done_dir == b.done_dir && a.failed_dir == b.failed_dir && a.ready_marker == b.ready_marker &&
+         a.poll == b.poll;
 }
 
 struct Root {
@@ -95,8 +97,10 @@ struct Root {
   std::vector<fs::path> excluded;  // done/failed directories of every entry, other entries nested inside
   DropWatcher::Mode mode = DropWatcher::Mode::missing;
   int wd = -1;
-  std::string problem;           // why it is missing or polled; logged when it changes
-  std::string unwatched_reason;  // why the root itself has no watch (polled)
+  std::string problem;                             // why it is missing or polled; logged when it changes
+  std::string unwatched_reason;                    // why the root itself has no watch (polled)
+  std::uint64_t serial = 0;                        // tells a poll timer's handler whether its root still exists
+  std::unique_ptr<asio::steady_timer> poll_timer;  // set once the poll interval is known
 };
 
 struct WatchedDirectory {
@@ -132,6 +136,7 @@ std::vector<fs::path> excluded_for(const config::WatchConfig& watch, const std::
 
 std::unique_ptr<Root> make_root(const config::WatchConfig& watch, std::size_t index,
                                 const std::vector<config::WatchConfig>& all) {
+  static std::uint64_t serials = 0;
   auto root = std::make_unique<Root>(Root{watch,
                                           normalized(watch.path),
                                           index,
@@ -140,7 +145,9 @@ std::unique_ptr<Root> make_root(const config::WatchConfig& watch, std::size_t in
                                           DropWatcher::Mode::missing,
                                           -1,
                                           {},
-                                          {}});
+                                          {},
+                                          ++serials,
+                                          nullptr});
   return root;
 }
 
@@ -182,6 +189,7 @@ class DropWatcher::Impl : public std::enable_shared_from_this<DropWatcher::Impl>
     settle_timer_.cancel();
     retry_timer_.cancel();
     safety_timer_.cancel();
+    for (auto& root : roots_) root->poll_timer.reset();
     boost::system::error_code ignored;
     stream_.close(ignored);  // closing the descriptor removes every watch
     dirs_by_wd_.clear();
@@ -411,6 +419,7 @@ class DropWatcher::Impl : public std::enable_shared_from_this<DropWatcher::Impl>
   }
 
   void handle_file_event(Root& root, const std::string& path, std::string_view name, std::uint32_t mask) {
+    if (handle_ready_marker_event(root, path, mask)) return;
     if (!root.filter.accepts(name)) {
       if ((mask & (IN_CLOSE_WRITE | IN_MOVED_TO)) != 0) note_unmatched(root, path, name);
       return;
@@ -444,11 +453,16 @@ class DropWatcher::Impl : public std::enable_shared_from_this<DropWatcher::Impl>
 
   void consider(Root& root, const std::string& path, const FileState& state, Activity activity,
                 std::uint64_t generation) {
+    if (root.config.ready_marker && archive_of_marker(root, path)) return;  // a marker is never an archive
     auto [entry, inserted] = files_.try_emplace(path);
     KnownFile& known = entry->second;
     known.root = &root;
     known.generation = generation;
     known.special = false;
+    if (root.config.ready_marker) {
+      consider_marked_archive(path, known, state);
+      return;
+    }
     if (known.reported) {
       if (known.reported_state == state && activity != Activity::written) return;
       known.reported = false;
@@ -470,6 +484,52 @@ class DropWatcher::Impl : public std::enable_shared_from_this<DropWatcher::Impl>
                  fmt::join(root.filter.patterns(), ", "));
   }
 
+  // With a ready_marker, "x.zip.ready" names the archive "x.zip" when the watch queues that name.
+  static std::optional<std::string> archive_of_marker(const Root& root, const std::string& path) {
+    const std::string& marker = *root.config.ready_marker;
+    if (path.size() <= marker.size() || !path.ends_with(marker)) return std::nullopt;
+    std::string archive = path.substr(0, path.size() - marker.size());
+    const auto slash = archive.rfind('/');
+    const std::string_view name = std::string_view(archive).substr(slash == std::string::npos ? 0 : slash + 1);
+    if (name.empty() || !root.filter.accepts(name)) return std::nullopt;
+    return archive;
+  }
+
+  // A marker appearing makes its archive ready at once; a marker without an archive, or a
+  // marker's removal, changes nothing.
+  bool handle_ready_marker_event(Root& root, const std::string& path, std::uint32_t mask) {
+    if (!root.config.ready_marker) return false;
+    const auto archive = archive_of_marker(root, path);
+    if (!archive) return false;
+    if ((mask & (IN_DELETE | IN_MOVED_FROM)) != 0) return true;
+    struct stat st {};
+    if (::lstat(archive->c_str(), &st) != 0) return true;
+    if (const FileKind kind = file_kind_of(st.st_mode); kind != FileKind::regular) {
+      note_special(root, *archive, kind, generation_);
+      return true;
+    }
+    consider(root, *archive, file_state_of(st), Activity::closed, generation_);
+    return true;
+  }
+
+  // Under a ready_marker the archive is complete once its marker exists: no settle wait. Before
+  // that it is only remembered (a scan or the marker's event looks again).
+  void consider_marked_archive(const std::string& path, KnownFile& known, const FileState& state) {
+    tracker_.forget(path);
+    if (known.reported && known.reported_state == state) return;
+    struct stat st {};
+    const bool marked = ::lstat(ready_marker_of(*known.root, path).c_str(), &st) == 0;
+    if (known.reported) {
+      known.reported = false;
+      events_.file_changing(path);
+    }
+    if (marked) report(path, known, state);
+  }
+
+  static std::string ready_marker_of(const Root& root, const std::string& archive) {
+    return archive + *root.config.ready_marker;
+  }
+
   void note_special(Root& root, const std::string& path, FileKind kind, std::uint64_t generation) {
     tracker_.forget(path);
     auto [entry, inserted] = files_.try_emplace(path);
@@ -486,8 +546,10 @@ class DropWatcher::Impl : public std::enable_shared_from_this<DropWatcher::Impl>
     known.reported = true;
     known.reported_state = state;
     const Root& root = *known.root;
-    events_.file_ready(ReadyFile{path, root.index, root.config.path, root.config.project_id, state.device, state.inode,
-                                 state.size, state.mtime_ns, state.ctime_ns});
+    ReadyFile ready{path,        root.index, root.config.path, root.config.project_id, state.device,
+                    state.inode, state.size, state.mtime_ns,   state.ctime_ns,         std::nullopt};
+    if (root.config.ready_marker) ready.ready_marker = ready_marker_of(root, path);
+    events_.file_ready(ready);
   }
 
   // The root's own watch: inotify_add_watch follows a configured symlink here, and only here.
@@ -587,6 +649,7 @@ class DropWatcher::Impl : public std::enable_shared_from_this<DropWatcher::Impl>
     }
     for (const int wd : watches) remove_watch(wd, true);
     root.wd = -1;
+    root.poll_timer.reset();  // a pending wait ends with operation_aborted
     for (auto it = files_.begin(); it != files_.end();) {
       if (it->second.root == &root) {
         tracker_.forget(it->first);
@@ -648,6 +711,7 @@ class DropWatcher::Impl : public std::enable_shared_from_this<DropWatcher::Impl>
     }
     arm_retry_if_needed();
     if (!full) return;
+    arm_poll(root);
     sweep(root, generation, scan.failed);
     events_.rescan_finished(root.index);
   }
@@ -714,6 +778,49 @@ class DropWatcher::Impl : public std::enable_shared_from_this<DropWatcher::Impl>
       if (tracker_.recheck(path, state, now) == SettleTracker::Verdict::ready) report(path, known->second, state);
     }
     arm_settle_timer();
+  }
+
+  // How often `poll` rescans this directory on top of its inotify watch; nullopt: never.
+  std::optional<Duration> poll_interval(const Root& root) const {
+    switch (root.config.poll.kind) {
+      case config::PollSetting::Kind::off:
+        return std::nullopt;
+      case config::PollSetting::Kind::every:
+        return root.config.poll.interval;
+      case config::PollSetting::Kind::automatic:
+        break;
+    }
+    const auto filesystem = network_filesystem_of(root.path);
+    if (!filesystem) return std::nullopt;
+    spdlog::info(
+        "watch directory {} is on {}, where writes made elsewhere raise no inotify event: rescanning it every {}",
+        root.path, *filesystem, format_duration(options_.network_poll_interval));
+    return options_.network_poll_interval;
+  }
+
+  // Armed once per root, after its first full scan (the filesystem is known to be there then).
+  void arm_poll(Root& root) {
+    if (root.poll_timer || !running_) return;
+    const auto interval = poll_interval(root);
+    if (!interval) return;
+    root.poll_timer = std::make_unique<asio::steady_timer>(stream_.get_executor());
+    wait_for_poll(root, *interval);
+  }
+
+  void wait_for_poll(Root& root, Duration interval) {
+    root.poll_timer->expires_after(interval);
+    root.poll_timer->async_wait(
+        [self = shared_from_this(), serial = root.serial, interval](const boost::system::error_code& ec) {
+          if (ec || !self->running_) return;
+          const auto polled = std::find_if(self->roots_.begin(), self->roots_.end(),
+                                           [&](const auto& candidate) { return candidate->serial == serial; });
+          if (polled == self->roots_.end() || !(*polled)->poll_timer) return;
+          Root& due = **polled;
+          // A root without its watch is scanned by the retry timer already.
+          if (due.mode == Mode::watching) self->full_scan(due);
+          if (due.poll_timer) self->wait_for_poll(due, interval);
+          self->arm_settle_timer();
+        });
   }
 
   void arm_retry_if_needed() {

@@ -29,6 +29,8 @@ struct ReadyFile {
   std::uint64_t size = 0;
   std::int64_t mtime_ns = 0;
   std::int64_t ctime_ns = 0;
+  // The marker that made it ready (the watch's ready_marker), which leaves with its job.
+  std::optional<std::filesystem::path> ready_marker;
 };
 
 // Where the watcher's findings go (the daemon connects it to the job store). Called on the
@@ -55,6 +57,8 @@ struct DropWatcherOptions {
   // A missing or unreadable watch directory is retried, and a directory without inotify
   // watches (fs.inotify.max_user_watches reached) is scanned, this often.
   Duration retry_interval = std::chrono::seconds(5);
+  // `poll: auto` rescans a directory on a network or FUSE filesystem this often.
+  Duration network_poll_interval = std::chrono::seconds(10);
   // Tests: inotify_add_watch fails with ENOSPC once this many directories are watched (0 = off).
   std::size_t watch_limit_for_test = 0;
 };
