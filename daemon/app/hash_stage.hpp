@@ -1,7 +1,7 @@
 #pragma once
 
 // With `upload.dedupe`, every job's content hash is known before it may be claimed, so an
-// archive already uploaded to the same project is never sent again (CONTRACT §6). Hashing
+// archive already uploaded to the same project is never sent again (docs/http.md). Hashing
 // reads whole files: it runs on its own thread, never on the event loop.
 
 #include "app/store_client.hpp"

@@ -18,7 +18,7 @@ namespace {
 namespace fs = std::filesystem;
 
 constexpr std::array<std::string_view, 6> kTopKeys{"api", "upload", "retry", "database", "watch", "log"};
-// Keys CONTRACT §10 and §11 reserve for features not built yet: named as such, not as typos.
+// Keys reserved for features not built yet: named as such, not as typos.
 constexpr std::array<std::string_view, 3> kPlannedKeys{"metrics", "validate", "register"};
 constexpr std::array<std::string_view, 7> kApiKeys{"base_url", "token_file",      "project_id",  "ca_file",
                                                    "proxy",    "connect_timeout", "idle_timeout"};
@@ -128,7 +128,7 @@ class ConfigReader {
       bool planned = false;
       for (auto candidate : kPlannedKeys) planned = planned || candidate == key;
       if (planned) {
-        report(key_node, key_path, "not supported by this version (planned in the CONTRACT, not built yet)");
+        report(key_node, key_path, "not supported by this version (planned, not built yet)");
         continue;
       }
       std::string message = "unknown key";

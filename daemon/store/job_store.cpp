@@ -588,7 +588,7 @@ namespace {
 
 // One statement: finding and taking the job cannot be split by another writer. The subquery
 // walks index jobs_state (state, id, next_attempt_at) oldest first and stops at the first due job.
-// With dedupe, a job may only be claimed once its content hash is known (CONTRACT §6).
+// With dedupe, a job may only be claimed once its content hash is known (docs/http.md).
 const std::string& claim_next_sql(bool require_sha256) {
   static const auto build = [](std::string_view hashed) {
     return returning_job(
@@ -751,7 +751,7 @@ Result<Job> JobStore::finish_attempt(const AttemptReport& report, WallTime now) 
     effective.outcome = AttemptOutcome::aborted;
     effective.error = error;
   } else if (success_outcome && report.sent_file && *report.sent_file != file) {
-    // The file changed while it was sent (CONTRACT §5): that success is not accepted.
+    // The file changed while it was sent (docs/http.md): that success is not accepted.
     effective.outcome = AttemptOutcome::aborted;
     effective.error = "the file changed while it was sent";
     effective.next_state = JobState::pending;
@@ -991,7 +991,7 @@ Result<bool> JobStore::set_sha256(JobId job_id, std::string_view sha256_hex, con
 
 Result<std::optional<Job>> JobStore::find_succeeded_by_sha256(std::string_view sha256_hex,
                                                               const std::optional<std::string>& project_id) {
-  // IS: a job without a project matches only another job without one (CONTRACT §6).
+  // IS: a job without a project matches only another job without one (docs/http.md).
   static const std::string sql =
       select_jobs("WHERE sha256 = ?1 AND project_id IS ?2 AND state = 'succeeded' ORDER BY id LIMIT 1");
   auto statement = db_.prepare(sql);

@@ -571,7 +571,7 @@ class Exchange : public std::enable_shared_from_this<Exchange> {
     request.set(http::field::user_agent, settings.user_agent);
     request.set(http::field::accept, "application/json");
     if (!content_type.empty()) request.set(http::field::content_type, content_type);
-    // Content-Length, never chunked (CONTRACT §5): the body's size is known before it is read.
+    // Content-Length, never chunked (docs/http.md): the body's size is known before it is read.
     if (content_length) request.set(http::field::content_length, std::to_string(*content_length));
     http::request_serializer<http::empty_body> serializer{request};
     serializer.split(true);
@@ -910,7 +910,7 @@ class Exchange : public std::enable_shared_from_this<Exchange> {
     body_sent_ = true;
     result_.body_complete = true;
     if (upload_) {
-      // CONTRACT §5: size and mtime again, after the last byte; a change voids any answer.
+      // docs/http.md: size and mtime again, after the last byte; a change voids any answer.
       if (auto unchanged = upload_->file().check_unchanged(result_.file_after); !unchanged) {
         file_problem_ = unchanged.error();
       }

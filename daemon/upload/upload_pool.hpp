@@ -1,6 +1,6 @@
 #pragma once
 
-// The HTTPS session pool that sends archives to POST /v0/models/upload (CONTRACT §5).
+// The HTTPS session pool that sends archives to POST /v0/models/upload (docs/http.md).
 // Everything runs on the caller's io_context thread; callbacks are invoked on it.
 // Beast and Asio stay inside upload_pool.cpp.
 

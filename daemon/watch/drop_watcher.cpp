@@ -40,7 +40,7 @@ using Activity = SettleTracker::Activity;
 // IN_EXCL_UNLINK: a file unlinked while open stops producing events; IN_ONLYDIR: a watch
 // path replaced by a file fails instead of watching the file.
 // IN_ATTRIB: an mtime set after the last write (cp -p, touch) changes the file's identity
-// (CONTRACT §6), so a reported file is settled and reported again.
+// (docs/http.md), so a reported file is settled and reported again.
 constexpr std::uint32_t kWatchMask = IN_CLOSE_WRITE | IN_MOVED_TO | IN_MODIFY | IN_CREATE | IN_ATTRIB | IN_DELETE |
                                      IN_MOVED_FROM | IN_DELETE_SELF | IN_MOVE_SELF | IN_ONLYDIR | IN_EXCL_UNLINK;
 
@@ -171,7 +171,7 @@ class DropWatcher::Impl : public std::enable_shared_from_this<DropWatcher::Impl>
     if (running_ || stopped_) return;
     running_ = true;
     open_inotify();
-    // CONTRACT §7: every watch first, then the scans, so nothing slips in between.
+    // docs/files.md: every watch first, then the scans, so nothing slips in between.
     std::vector<bool> present;
     for (auto& root : roots_) present.push_back(add_root_watch(*root));
     for (std::size_t i = 0; i < roots_.size(); ++i) {

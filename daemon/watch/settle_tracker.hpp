@@ -13,7 +13,7 @@
 
 namespace modeldrop::watch {
 
-// Decides when a file is completely written (CONTRACT §3 `settle`): ready once its size, mtime
+// Decides when a file is completely written (docs/configuration.md `settle`): ready once its size, mtime
 // and ctime stayed unchanged for `settle` after the last change. Pure logic: the caller passes
 // the time and the stat results, and drives every file with one timer set to next_deadline().
 class SettleTracker {

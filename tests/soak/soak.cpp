@@ -386,7 +386,7 @@ int Soak::run() {
   };
   if (done) (void)test::wait_until([&] { return leftovers() == 0; }, 10s);
 
-  // The final stop: SIGTERM, exit 0 within 10 s (CONTRACT §7).
+  // The final stop: SIGTERM, exit 0 within 10 s (docs/files.md).
   if (daemon_->running()) {
     lives_.back().stopped_by_us = true;
     daemon_->signal(SIGTERM);
@@ -534,7 +534,7 @@ void Soak::classify_duplicates(const std::vector<store::JobWithAttempts>& jobs,
       continue;
     }
     if (record->second->fault == FaultKind::malformed_json) {
-      duplicates_["garbage 200: stored, but the answer was no OpenAIFile, so the daemon retried (CONTRACT §6)"]
+      duplicates_["garbage 200: stored, but the answer was no OpenAIFile, so the daemon retried (docs/http.md)"]
           .push_back(copy);
       continue;
     }

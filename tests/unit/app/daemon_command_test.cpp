@@ -1,5 +1,5 @@
 // modeldropd's command line, run as the real binary: --check-config, --version, --help and
-// the exit codes of CONTRACT §2 and §8.
+// the exit codes of docs/cli.md.
 #include "common/version.hpp"
 #include "support/run_process.hpp"
 #include "support/temp_dir.hpp"

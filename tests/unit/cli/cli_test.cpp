@@ -1,5 +1,5 @@
 // The real `modeldrop` binary on fixture databases (built here with the job store): output,
-// --json shapes and exit codes of CONTRACT §2 and §8.
+// --json shapes and exit codes of docs/cli.md.
 #include "common/version.hpp"
 #include "store/daemon_lock.hpp"
 #include "store/job_store.hpp"
