@@ -45,3 +45,8 @@ CREATE INDEX jobs_hook_due ON jobs (id) WHERE hook_state = 'due';
 -- Registrations still in progress, for the poller after a restart.
 CREATE INDEX jobs_model_in_progress ON jobs (model_next_check_at)
   WHERE model_status IN ('registering', 'validating');
+
+-- Which file an attempt sent ("device:inode:size:mtime_ns" of the job when the attempt began):
+-- in-doubt reconciliation adopts only a copy of the file the job names now, never one left by
+-- an attempt that sent an earlier version.
+ALTER TABLE attempts ADD COLUMN sent_identity TEXT;

@@ -407,14 +407,14 @@ void UploadScheduler::maybe_probe() {
   probing_ = true;
   holds_.probe_started();
   spdlog::info("uploads held for 5 minutes by an auth failure: probing GET /v1/files?limit=1");
-  pool_.get("/v1/files?limit=1", [this](upload::UploadResult result) {
+  pool_.request(upload::ApiRequest::get("/v1/files", {{"limit", "1"}}), [this](const upload::ApiAnswer& answer) {
     probing_ = false;
-    const bool accepted = result.http_status && *result.http_status >= 200 && *result.http_status < 300;
-    const bool refused = result.http_status && (*result.http_status == 401 || *result.http_status == 403);
+    const bool accepted = answer.ok();
+    const bool refused = answer.verdict == upload::Verdict::hold_auth;
     if (accepted) {
       spdlog::info("probe accepted the token: uploads resume");
     } else if (refused) {
-      spdlog::warn("probe: HTTP {} again; uploads stay held", *result.http_status);
+      spdlog::warn("probe: HTTP {} again; uploads stay held", answer.status().value_or(0));
     }
     // Anything else (network down, 5xx) proves nothing about the token: probe again later.
     holds_.probe_finished(accepted, clock_.now());

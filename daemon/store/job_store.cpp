@@ -629,8 +629,9 @@ Result<int> JobStore::begin_attempt(JobId job_id, WallTime now) {
   {
     // Only for an uploading job without an open attempt; anything else inserts nothing.
     auto insert = db_.prepare(
-        "INSERT INTO attempts (job_id, attempt, started_at) "
-        "SELECT ?1, coalesce((SELECT max(attempt) FROM attempts WHERE job_id = ?1), 0) + 1, ?2 "
+        "INSERT INTO attempts (job_id, attempt, started_at, sent_identity) "
+        "SELECT ?1, coalesce((SELECT max(attempt) FROM attempts WHERE job_id = ?1), 0) + 1, ?2, "
+        "(SELECT device || ':' || inode || ':' || size_bytes || ':' || mtime_ns FROM jobs WHERE id = ?1) "
         "WHERE EXISTS (SELECT 1 FROM jobs WHERE id = ?1 AND state = 'uploading') "
         "AND NOT EXISTS (SELECT 1 FROM attempts WHERE job_id = ?1 AND outcome IS NULL) RETURNING attempt");
     if (!insert) return insert.error();
@@ -764,12 +765,12 @@ Result<Job> JobStore::finish_attempt(const AttemptReport& report, WallTime now) 
 
   {
     auto close = db_.prepare(
-        "UPDATE attempts SET finished_at = ?3, http_status = ?4, bytes_sent = ?5, outcome = ?6, error = ?7 "
-        "WHERE job_id = ?1 AND attempt = ?2");
+        "UPDATE attempts SET finished_at = ?3, http_status = ?4, bytes_sent = ?5, outcome = ?6, error = ?7, "
+        "in_doubt = ?8 WHERE job_id = ?1 AND attempt = ?2");
     if (!close) return close.error();
     StatementReset reset(**close);
     (*close)->bind_all(report.job, *open_attempt, timestamp(now), effective.http_status, effective.bytes_sent,
-                       to_string(effective.outcome), effective.error);
+                       to_string(effective.outcome), effective.error, effective.in_doubt ? 1 : 0);
     if (auto done = (*close)->run(); !done) return done.error();
   }
 
@@ -847,9 +848,10 @@ Result<RecoveryReport> JobStore::recover_after_crash(WallTime now) {
   if (!write) return write.error();
   RecoveryReport report;
   {
-    // The job's bytes_sent tells, later, whether the whole body had gone out (an in-doubt attempt).
+    // The server may have stored what such an attempt sent: it is in doubt, and the job's next
+    // attempt looks for that copy before sending again.
     auto attempts = db_.prepare(
-        "UPDATE attempts SET outcome = 'aborted', finished_at = ?1, "
+        "UPDATE attempts SET outcome = 'aborted', finished_at = ?1, in_doubt = 1, "
         "error = coalesce(error, 'the daemon stopped during the attempt'), "
         "bytes_sent = max(bytes_sent, (SELECT bytes_sent FROM jobs WHERE jobs.id = attempts.job_id)) "
         "WHERE outcome IS NULL");

@@ -127,9 +127,36 @@ struct AttemptReport {
   std::optional<std::string> file_status;
   std::optional<std::string> file_status_details;
   std::optional<std::string> last_error;  // the job's; left as it was when none
+  // The server may have stored the file although no usable answer came (the whole body went
+  // out, then a reset, a timeout, a malformed 2xx, or the daemon stopped waiting).
+  bool in_doubt = false;
   // The file the upload sent. A success is only accepted for the file the job still names:
   // if the job took a new identity meanwhile (the file changed), the attempt counts as aborted.
   std::optional<FileIdentity> sent_file;
+};
+
+// A file as the API lists it (GET /v1/files), what in-doubt reconciliation compares.
+struct ListedFile {
+  std::string id;
+  std::string filename;
+  std::uint64_t bytes = 0;
+  WallTime created_at;
+  std::optional<std::string> status;
+  std::optional<std::string> status_details;
+};
+
+// How an in-doubt job's files are looked for: the name the API records for an upload from
+// this basename (it differs from the basename for names with control characters).
+using RecordedName = std::function<std::string(std::string_view basename)>;
+
+// The margin below an in-doubt attempt's start within which the server's created_at may fall
+// (clocks differ); also the extra reach when looking for other jobs' unrecorded copies.
+inline constexpr std::chrono::seconds kInDoubtClockMargin{60};
+
+struct Reconciliation {
+  bool adopted = false;
+  std::optional<Job> job;  // after adoption: succeeded with the adopted file
+  std::string reason;      // why a file was adopted, or why the upload is sent again
 };
 
 struct RecoveryReport {
@@ -238,8 +265,20 @@ class JobStore {
   // Gives a claimed job back without an attempt (shutdown before it started, a file to settle).
   // A job cancelled meanwhile is returned as it is.
   Result<Job> release_claim(JobId job, std::optional<WallTime> next_attempt_at, WallTime now);
-  // At startup: jobs left uploading go back to pending, open attempts become aborted.
+  // At startup: jobs left uploading go back to pending, open attempts become aborted and in doubt.
   Result<RecoveryReport> recover_after_crash(WallTime now);
+
+  // -- In-doubt reconciliation (in_doubt.cpp).
+  // When the job's earliest attempt in doubt since its last success started; none when no
+  // attempt of the job is in doubt. The open attempt does not count.
+  Result<std::optional<WallTime>> in_doubt_since(JobId job);
+  // With the API's listing of the job's project: adopts the one file that can only be this job's
+  // lost upload (same recorded name and size, created no earlier than `since` minus the margin,
+  // nobody's file_id) when no other job of that name, size and project has an attempt that may
+  // have stored an unrecorded copy in that time. Adoption closes the open attempt `reconciled`
+  // and the job `succeeded`, in the same transaction as the checks.
+  Result<Reconciliation> reconcile(JobId job, WallTime since, std::span<const ListedFile> listing,
+                                   const RecordedName& recorded_name, WallTime now);
 
   // -- Source file events.
   // The source is gone before its upload succeeded: cancelled, `source removed`.

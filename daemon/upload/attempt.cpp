@@ -36,6 +36,8 @@ std::string_view to_string(AttemptError error) {
       return "file_unreadable";
     case AttemptError::file_changed:
       return "file_changed";
+    case AttemptError::invalid_request:
+      return "invalid_request";
   }
   return "unknown";
 }

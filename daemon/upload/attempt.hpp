@@ -31,6 +31,7 @@ struct UploadRequest {
   std::optional<std::string> project_id;  // sent as ?ai_project_id= when set
   FileIdentity expected;                  // size and mtime must match too, before and after sending
   bool compute_sha256 = true;
+  std::optional<std::string> token;  // instead of the pool's token; a secret
 };
 
 enum class AttemptError {
@@ -50,6 +51,7 @@ enum class AttemptError {
   file_not_regular,      // not a regular file
   file_unreadable,       // open or read failed (permissions, I/O error)
   file_changed,          // size or mtime differ from `expected`, before or after sending
+  invalid_request,       // the request cannot be sent as asked (a token with control characters)
 };
 
 std::string_view to_string(AttemptError error);

@@ -104,6 +104,30 @@ std::string MultipartFraming::content_type() const {
   return "multipart/form-data; boundary=" + boundary;
 }
 
+namespace {
+
+std::string replace_all(std::string_view text, std::string_view from, std::string_view to) {
+  std::string out;
+  std::size_t at = 0;
+  for (auto hit = text.find(from); hit != std::string_view::npos; hit = text.find(from, at)) {
+    out.append(text.substr(at, hit - at)).append(to);
+    at = hit + from.size();
+  }
+  out.append(text.substr(at));
+  return out;
+}
+
+}  // namespace
+
+std::string recorded_filename(std::string_view filename) {
+  std::string name = replace_all(replace_all(quote_filename(filename), "\\\\", "\\"), "\\\"", "\"");
+  const std::string_view view(name);
+  if ((view.size() >= 3 && view.substr(1, 2) == ":\\") || view.starts_with("\\\\")) {
+    name = name.substr(name.rfind('\\') + 1);
+  }
+  return name;
+}
+
 MultipartFraming make_multipart_framing(std::string_view filename, std::string boundary) {
   MultipartFraming framing;
   framing.preamble = "--" + boundary +

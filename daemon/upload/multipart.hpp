@@ -12,6 +12,11 @@ namespace modeldrop::upload {
 // %XX, valid UTF-8 kept as is, bytes that are not valid UTF-8 as %XX. Without the quotes.
 std::string quote_filename(std::string_view filename);
 
+// The filename as the API records it from quote_filename's text: the parser undoes `\\` and
+// then `\"`, keeps %XX as written, and cuts a Windows-looking path (`C:\…`, `\\…`) to its last
+// component. In-doubt reconciliation looks for this name in the API's file listing.
+std::string recorded_filename(std::string_view filename);
+
 // The part's Content-Type by the archive extension, case-insensitive.
 std::string_view content_type_for(std::string_view filename);
 

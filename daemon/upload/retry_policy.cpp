@@ -104,7 +104,7 @@ std::optional<Duration> server_retry_delay(const UploadResult& result, WallTime 
   return std::nullopt;
 }
 
-Classification classify(const UploadResult& result, WallTime now) {
+Classification classify_transport_or_status(const UploadResult& result, WallTime now) {
   Classification c;
   c.server_delay = server_retry_delay(result, now);
   const auto set = [&](Verdict verdict, std::string reason) {
@@ -112,41 +112,18 @@ Classification classify(const UploadResult& result, WallTime now) {
     c.reason = std::move(reason);
     return c;
   };
-
-  switch (result.error) {
-    case AttemptError::cancelled:
-      return set(Verdict::cancelled, "cancelled");
-    case AttemptError::file_changed:
-    case AttemptError::file_replaced:
-      return set(Verdict::file_changed, "file changed while queued or sent: " + result.error_message);
-    case AttemptError::file_missing:
-      return set(Verdict::source_removed, "source removed");
-    case AttemptError::file_not_regular:
-    case AttemptError::file_unreadable:
-      return set(Verdict::failed, result.error_message);
-    default:
-      break;
-  }
-
+  if (result.error == AttemptError::cancelled) return set(Verdict::cancelled, "cancelled");
+  if (result.error == AttemptError::invalid_request) return set(Verdict::failed, result.error_message);
   if (!result.http_status) {
     // Connect, TLS, read errors and timeouts: the server never answered.
     return set(Verdict::retry,
                result.error_message.empty() ? std::string(to_string(result.error)) : result.error_message);
   }
-
   const int status = *result.http_status;
   if (status >= 200 && status < 300) {
-    if (!result.accepted_2xx()) {
-      return set(Verdict::retry, "HTTP " + std::to_string(status) +
-                                     " but the request body was not sent whole: " + result.error_message);
+    if (result.error != AttemptError::none) {
+      return set(Verdict::retry, "HTTP " + std::to_string(status) + " but " + result.error_message);
     }
-    auto file = parse_openai_file(result.body);
-    if (!file) return set(Verdict::retry, "HTTP " + std::to_string(status) + ": malformed response (no OpenAIFile)");
-    if (file->bytes && *file->bytes >= 0 && static_cast<std::uint64_t>(*file->bytes) != result.bytes_sent) {
-      c.warnings.push_back("the API recorded " + std::to_string(*file->bytes) + " bytes for " + file->id + ", " +
-                           std::to_string(result.bytes_sent) + " were sent");
-    }
-    c.file = std::move(file);
     return set(Verdict::succeeded, "");
   }
   if (is_one_of(status, {400, 404, 405, 413, 415, 422})) return set(Verdict::failed, status_reason(status, result));
@@ -162,6 +139,48 @@ Classification classify(const UploadResult& result, WallTime now) {
                                     " (redirects are not followed; check api.base_url)");
   }
   return set(Verdict::failed, status_reason(status, result));
+}
+
+Classification classify(const UploadResult& result, WallTime now) {
+  switch (result.error) {
+    case AttemptError::file_changed:
+    case AttemptError::file_replaced:
+      return {Verdict::file_changed,
+              "file changed while queued or sent: " + result.error_message,
+              std::nullopt,
+              server_retry_delay(result, now),
+              {}};
+    case AttemptError::file_missing:
+      return {Verdict::source_removed, "source removed", std::nullopt, server_retry_delay(result, now), {}};
+    case AttemptError::file_not_regular:
+    case AttemptError::file_unreadable:
+      return {Verdict::failed, result.error_message, std::nullopt, server_retry_delay(result, now), {}};
+    default:
+      break;
+  }
+  const bool is_2xx = result.http_status && *result.http_status >= 200 && *result.http_status < 300;
+  if (!is_2xx || result.error == AttemptError::cancelled) return classify_transport_or_status(result, now);
+
+  // An upload's 2xx counts only for a body sent whole and an OpenAIFile in the answer.
+  Classification c;
+  c.server_delay = server_retry_delay(result, now);
+  const int status = *result.http_status;
+  if (!result.accepted_2xx()) {
+    c.reason = "HTTP " + std::to_string(status) + " but the request body was not sent whole: " + result.error_message;
+    return c;
+  }
+  auto file = parse_openai_file(result.body);
+  if (!file) {
+    c.reason = "HTTP " + std::to_string(status) + ": malformed response (no OpenAIFile)";
+    return c;
+  }
+  if (file->bytes && *file->bytes >= 0 && static_cast<std::uint64_t>(*file->bytes) != result.bytes_sent) {
+    c.warnings.push_back("the API recorded " + std::to_string(*file->bytes) + " bytes for " + file->id + ", " +
+                         std::to_string(result.bytes_sent) + " were sent");
+  }
+  c.verdict = Verdict::succeeded;
+  c.file = std::move(file);
+  return c;
 }
 
 RetryPolicy::RetryPolicy(config::RetryConfig config, std::uint64_t seed) : config_(config), rng_(seed) {}

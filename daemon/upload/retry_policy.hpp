@@ -47,6 +47,10 @@ struct Classification {
 
 Classification classify(const UploadResult& result, WallTime now);
 
+// The rules every API answer shares, uploads or not: cancel, transport errors, and the status
+// table; a 2xx is `succeeded` here, and the caller checks what its body must hold.
+Classification classify_transport_or_status(const UploadResult& result, WallTime now);
+
 // The decision recorded in the store for one finished attempt.
 struct Decision {
   Verdict verdict = Verdict::retry;

@@ -1,12 +1,14 @@
 #pragma once
 
-// The HTTPS session pool that sends archives to POST /v0/models/upload (docs/http.md).
+// The HTTPS session pool: sends archives to POST /v0/models/upload and makes the API's JSON
+// calls, all over one TLS context, connection cache, proxy route, token and set of timeouts.
 // Everything runs on the caller's io_context thread; callbacks are invoked on it.
-// Beast and Asio stay inside upload_pool.cpp.
+// Beast and Asio stay inside the component's .cpp files and internal headers.
 
 #include "common/error.hpp"
 #include "common/version.hpp"
 #include "config/config.hpp"
+#include "upload/api_request.hpp"
 #include "upload/attempt.hpp"
 #include "upload/proxy.hpp"
 
@@ -32,6 +34,15 @@ struct PoolSettings {
   // How much of the file one read() brings in and one burst of writes sends; per upload.
   std::size_t io_buffer_bytes = 1U << 20U;
 };
+
+// Every exchange, upload or API call, as it ends: whether the server answered and how.
+struct ExchangeSeen {
+  std::string_view method;  // "POST"
+  std::string_view path;    // "/v0/models/upload", "/v1/files": no base path, no query
+  std::optional<int> http_status;
+  AttemptError error = AttemptError::none;
+};
+using ExchangeObserver = std::function<void(const ExchangeSeen&)>;
 
 class UploadPool {
  public:
@@ -66,9 +77,13 @@ class UploadPool {
   // on. A failure (e.g. unreadable ca_file) leaves the previous settings in place.
   Result<void> apply(PoolSettings settings);
 
-  // A bodiless GET on the API (e.g. "/v1/files?limit=1" for the 401/403 probe), with the same
-  // TLS, proxy, token and timeouts; does not count against `sessions`.
-  void get(std::string target, std::function<void(UploadResult)> done);
+  // One JSON call on the API with the uploads' TLS, connection cache, proxy, token and timeouts;
+  // its answer is classified as an upload's would be. Does not count against `sessions`.
+  // `done` runs exactly once, never from inside request() itself.
+  void request(ApiRequest request, std::function<void(ApiAnswer)> done);
+
+  // Sees every exchange that ends, on the io_context thread (e.g. to count responses).
+  void set_exchange_observer(ExchangeObserver observer);
 
   struct Core;
 

@@ -222,6 +222,8 @@ TEST_F(DaemonTest, SameContentIsNotSentTwice) {
   auto daemon = start_ready_daemon();
   const auto first = drop("one.zip", 4096);
   ASSERT_TRUE(wait_until([&] { return all_jobs_in(JobState::succeeded, 1); }, 30s)) << daemon->stderr_text();
+  // The move to done/ follows the committed success (a flake under load copied too early).
+  ASSERT_TRUE(wait_until([&] { return std::filesystem::exists(incoming_ / "done" / "one.zip"); }, 10s));
   std::filesystem::copy_file(incoming_ / "done" / "one.zip", dir_ / "copy.zip");
   std::filesystem::rename(dir_ / "copy.zip", incoming_ / "two.zip");
   ASSERT_TRUE(wait_until([&] { return all_jobs_in(JobState::succeeded, 2); }, 30s)) << daemon->stderr_text();

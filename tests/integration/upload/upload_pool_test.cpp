@@ -144,11 +144,17 @@ class UploadPoolTest : public ::testing::Test {
     return result.value_or(UploadResult{});
   }
 
-  UploadResult get(UploadPool& pool, const std::string& target) {
-    std::optional<UploadResult> result;
-    pool.get(target, [&](UploadResult r) { result = std::move(r); });
-    EXPECT_TRUE(run_until([&] { return result.has_value(); }));
-    return result.value_or(UploadResult{});
+  ApiAnswer call(UploadPool& pool, ApiRequest request) {
+    std::optional<ApiAnswer> answer;
+    pool.request(std::move(request), [&](ApiAnswer a) { answer = std::move(a); });
+    EXPECT_TRUE(run_until([&] { return answer.has_value(); }));
+    return answer.value_or(ApiAnswer{});
+  }
+
+  static ApiRequest newest_file() { return ApiRequest::get("/v1/files", {{"limit", "1"}}); }
+  static ApiRequest with_token(ApiRequest request, std::string token) {
+    request.token = std::move(token);
+    return request;
   }
 
   static inline TempDir* pki_dir_ = nullptr;
@@ -209,13 +215,56 @@ TEST_F(UploadPoolTest, KeepAliveReusesOneConnection) {
   const auto requests = fake.requests();
   ASSERT_EQ(requests.size(), 3U);
   EXPECT_EQ(requests[0].connection_id, requests[2].connection_id);
-  const UploadResult listed = get(*pool, "/v1/files?limit=1");
-  EXPECT_EQ(listed.http_status, 200);
-  EXPECT_TRUE(listed.reused_connection);
+  const ApiAnswer listed = call(*pool, newest_file());
+  EXPECT_EQ(listed.status(), 200);
+  ASSERT_TRUE(listed.ok()) << listed.reason;
+  EXPECT_TRUE(listed.exchange.reused_connection);
   EXPECT_EQ(fake.connections_accepted(), 1U);
-  const auto list = boost::json::parse(listed.body).as_object();
+  const auto list = listed.json.as_object();
   ASSERT_EQ(list.at("data").as_array().size(), 1U);
   EXPECT_EQ(list.at("data").as_array()[0].as_object().at("filename").as_string(), "m2.zip");
+}
+
+TEST_F(UploadPoolTest, JsonCallsGoThroughTheUploadsConnectionAndTheObserverSeesEveryExchange) {
+  auto& fake = start_fake();
+  auto pool = make_pool(settings());
+  std::vector<std::string> seen;
+  pool->set_exchange_observer([&](const ExchangeSeen& e) {
+    seen.push_back(std::string(e.method) + " " + std::string(e.path) + " " + std::to_string(e.http_status.value_or(0)));
+  });
+  ASSERT_TRUE(upload(*pool, request_for(write_file("a.zip", "abc"))).accepted_2xx());
+  const ApiAnswer listed = call(*pool, ApiRequest::get("/v1/files", {{"limit", "100"}, {"ai_project_id", "p 1"}}));
+  EXPECT_TRUE(listed.ok()) << listed.reason;
+  EXPECT_TRUE(listed.exchange.reused_connection);
+  const ApiAnswer posted = call(*pool, ApiRequest::post("/_fake/faults", boost::json::array{}));
+  ASSERT_TRUE(posted.ok()) << posted.reason;
+  EXPECT_EQ(posted.json.at("queued").as_int64(), 0);
+  const ApiAnswer missing = call(*pool, ApiRequest::get("/v1/files/file-nope"));
+  EXPECT_EQ(missing.verdict, Verdict::failed);
+  EXPECT_EQ(missing.reason, "HTTP 404: File not found");
+
+  EXPECT_EQ(seen, (std::vector<std::string>{"POST /v0/models/upload 200", "GET /v1/files 200", "POST /_fake/faults 200",
+                                            "GET /v1/files/file-nope 404"}));
+  const auto requests = fake.requests();
+  ASSERT_EQ(requests.size(), 3U);  // /_fake/ requests are not recorded
+  EXPECT_EQ(requests[1].target, "/v1/files?limit=100&ai_project_id=p%201");
+  EXPECT_EQ(fake.connections_accepted(), 1U);
+}
+
+TEST_F(UploadPoolTest, APerRequestTokenReplacesThePoolsToken) {
+  auto& fake = start_fake();
+  auto pool = make_pool(settings());
+  const ApiAnswer refused = call(*pool, with_token(ApiRequest::get("/v1/files"), "another-token"));
+  EXPECT_EQ(refused.status(), 401);
+  EXPECT_EQ(refused.verdict, Verdict::hold_auth);
+  auto request = request_for(write_file("a.zip", "abc"));
+  request.token = "another-token";
+  EXPECT_EQ(upload(*pool, request).http_status, 401);
+  fake.set_token("another-token");
+  EXPECT_TRUE(call(*pool, with_token(ApiRequest::get("/v1/files"), "another-token")).ok());
+  const ApiAnswer unsendable = call(*pool, with_token(ApiRequest::get("/v1/files"), "line\nbreak"));
+  EXPECT_EQ(unsendable.verdict, Verdict::failed);
+  EXPECT_EQ(unsendable.exchange.error, AttemptError::invalid_request);
 }
 
 TEST_F(UploadPoolTest, ReconnectsCleanlyAfterTheServerClosedAnIdleConnection) {
@@ -504,13 +553,15 @@ TEST_F(UploadPoolTest, WrongTokenIs401AndTheProbeSeesItToo) {
   EXPECT_EQ(result.error, AttemptError::none);
   EXPECT_EQ(result.http_status, 401);
   EXPECT_TRUE(result.body_complete);
-  EXPECT_EQ(get(*pool, "/v1/files?limit=1").http_status, 401);
+  const ApiAnswer refused = call(*pool, newest_file());
+  EXPECT_EQ(refused.status(), 401);
+  EXPECT_EQ(refused.verdict, Verdict::hold_auth);
 
   // SIGHUP with the right token: the next attempts use it.
   auto right = wrong;
   right.token = "test-token";
   ASSERT_TRUE(pool->apply(right));
-  EXPECT_EQ(get(*pool, "/v1/files?limit=1").http_status, 200);
+  EXPECT_EQ(call(*pool, newest_file()).status(), 200);
   EXPECT_TRUE(upload(*pool, request_for(dir_ / "a.zip", 2)).accepted_2xx());
   EXPECT_EQ(fake.files().size(), 1U);
 }
@@ -608,7 +659,7 @@ TEST_F(UploadPoolTest, CancelAllEndsEveryAttemptEvenWhileConnecting) {
   std::vector<UploadResult> results;
   const auto path = write_file("a.zip", "a");
   pool->start(request_for(path, 1), nullptr, [&](UploadResult r) { results.push_back(std::move(r)); });
-  pool->get("/v1/files?limit=1", [&](UploadResult r) { results.push_back(std::move(r)); });
+  pool->request(newest_file(), [&](ApiAnswer a) { results.push_back(std::move(a.exchange)); });
   run_until([] { return false; }, 200ms);
   const auto cancelled_at = Clock::now();
   pool->cancel_all();
