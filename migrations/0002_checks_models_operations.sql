@@ -50,3 +50,16 @@ CREATE INDEX jobs_model_in_progress ON jobs (model_next_check_at)
 -- in-doubt reconciliation adopts only a copy of the file the job names now, never one left by
 -- an attempt that sent an earlier version.
 ALTER TABLE attempts ADD COLUMN sent_identity TEXT;
+
+-- A completion hook becomes due in the very transaction that ends its job, so a crash between
+-- the two cannot lose it; only while the daemon has hooks configured (settings key 'hooks').
+-- A job that leaves its final state again (`modeldrop retry`) owes no hook until it ends again.
+CREATE TRIGGER jobs_hook_becomes_due AFTER UPDATE OF state ON jobs
+WHEN NEW.state IS NOT OLD.state
+BEGIN
+  UPDATE jobs SET
+    hook_state = CASE WHEN NEW.state IN ('succeeded', 'failed', 'cancelled')
+                       AND EXISTS (SELECT 1 FROM settings WHERE key = 'hooks') THEN 'due' END,
+    hook_finished_at = NULL
+  WHERE id = NEW.id;
+END;

@@ -3,6 +3,7 @@
 #include "app/daemon.hpp"
 
 #include "app/hash_stage.hpp"
+#include "app/hook_dispatch.hpp"
 #include "app/job_file_actions.hpp"
 #include "app/status_line.hpp"
 #include "app/store_client.hpp"
@@ -95,6 +96,7 @@ class Daemon {
   std::unique_ptr<UploadScheduler> scheduler_;
   std::unique_ptr<HashStage> hashes_;
   std::unique_ptr<WatchIntake> intake_;
+  std::unique_ptr<HookDispatch> hooks_;
   std::unique_ptr<watch::DropWatcher> watcher_;
   std::unique_ptr<asio::signal_set> signals_;
   asio::steady_timer heartbeat_timer_{io_};
@@ -192,6 +194,9 @@ int Daemon::run() {
   hashes_ = std::make_unique<HashStage>(io_, *store_, clock_, setup_.config, [this] { scheduler_->wake(); });
   scheduler_->on_unhashed_pending([this] { hashes_->sweep(); });
 
+  // 3b. Completion hooks: due from the transaction that ends a job, run on a thread of their own.
+  hooks_ = std::make_unique<HookDispatch>(io_, *store_, clock_, setup_.config);
+
   // 4. Watcher: every watch is added before any directory is scanned, so no file slips
   //    between the scan and the watch (docs/files.md).
   intake_ = std::make_unique<WatchIntake>(
@@ -231,6 +236,7 @@ int Daemon::run() {
   block_stop_signals(false);  // a signal that arrived during startup is handled now
   hashes_->sweep();
   scheduler_->start();
+  hooks_->start();
   start_periodic_duties();
   notifier_.ready();
   spdlog::info("ready: watching {} director{}", setup_.config.watch.size(),
@@ -240,6 +246,7 @@ int Daemon::run() {
 
   // The loop has ended: every component is idle; the store thread commits what is queued.
   watcher_.reset();
+  hooks_.reset();
   hashes_->stop();
   pool_.reset();
   worker_->stop();
@@ -368,6 +375,7 @@ void Daemon::reload() {
   watcher_->reconfigure(setup_.config.watch);
   scheduler_->reconfigure(UploadScheduler::Settings{setup_.config});
   hashes_->reconfigure(setup_.config);
+  hooks_->reconfigure(setup_.config);
   spdlog::info("configuration reloaded: {} watch director{}", setup_.config.watch.size(),
                setup_.config.watch.size() == 1 ? "y" : "ies");
   notifier_.ready();
@@ -377,6 +385,7 @@ void Daemon::shutdown() {
   stopping_ = true;
   notifier_.stopping();
   watcher_->stop();
+  hooks_->stop();  // a hook cut short stays due and runs again at the next start
   heartbeat_timer_.cancel();
   poll_timer_.cancel();
   token_timer_.cancel();

@@ -68,6 +68,15 @@ struct WatchConfig {
   PollSetting poll;
 };
 
+// Programs run once a job has ended (argv, no shell).
+struct HooksConfig {
+  std::optional<std::vector<std::string>> on_success;
+  std::optional<std::vector<std::string>> on_failure;  // failed and cancelled jobs
+  Duration timeout = std::chrono::seconds(60);
+  [[nodiscard]] bool any() const { return on_success || on_failure; }
+  friend bool operator==(const HooksConfig&, const HooksConfig&) = default;
+};
+
 struct LogConfig {
   LogLevel level = LogLevel::info;
   LogFormat format = LogFormat::text;
@@ -80,6 +89,7 @@ struct Config {
   RetryConfig retry;
   std::filesystem::path database = "/var/lib/modeldrop/jobs.db";
   std::vector<WatchConfig> watch;
+  HooksConfig hooks;
   LogConfig log;
 };
 

@@ -17,7 +17,8 @@ namespace {
 
 namespace fs = std::filesystem;
 
-constexpr std::array<std::string_view, 6> kTopKeys{"api", "upload", "retry", "database", "watch", "log"};
+constexpr std::array<std::string_view, 7> kTopKeys{"api", "upload", "retry", "database", "watch", "hooks", "log"};
+constexpr std::array<std::string_view, 3> kHooksKeys{"on_success", "on_failure", "timeout"};
 // Keys reserved for features not built yet: named as such, not as typos.
 constexpr std::array<std::string_view, 3> kPlannedKeys{"metrics", "validate", "register"};
 constexpr std::array<std::string_view, 7> kApiKeys{"base_url", "token_file",      "project_id",  "ca_file",
@@ -81,6 +82,7 @@ class ConfigReader {
     read_retry(root["retry"], config.retry);
     if (auto db = read_path(root["database"], "database", false)) config.database = *db;
     read_watches(root, config);
+    read_hooks(root["hooks"], config.hooks);
     read_log(root["log"], config.log);
     return finish(std::move(config));
   }
@@ -338,6 +340,31 @@ class ConfigReader {
       retry.max_attempts = static_cast<int>(*n);
     }
     if (auto d = read_duration(node["give_up_after"], "retry.give_up_after", Duration{0})) retry.give_up_after = *d;
+  }
+
+  void read_hooks(const YAML::Node& node, HooksConfig& hooks) {
+    if (!section(node, "hooks")) return;
+    check_keys(node, "hooks", kHooksKeys);
+    hooks.on_success = read_argv(node["on_success"], "hooks.on_success");
+    hooks.on_failure = read_argv(node["on_failure"], "hooks.on_failure");
+    if (auto d = read_duration(node["timeout"], "hooks.timeout", Duration{1})) hooks.timeout = *d;
+  }
+
+  // A program and its arguments, run without a shell; null: none.
+  std::optional<std::vector<std::string>> read_argv(const YAML::Node& node, const std::string& path) {
+    if (!node.IsDefined() || node.IsNull()) return std::nullopt;
+    if (!node.IsSequence() || node.size() == 0) {
+      report(node, path,
+             "must be a list such as [\"/usr/local/bin/notify\", \"--ok\"] (no shell), got " + describe(node));
+      return std::nullopt;
+    }
+    std::vector<std::string> argv;
+    for (std::size_t i = 0; i < node.size(); ++i) {
+      auto item = read_string(node[i], path + "[" + std::to_string(i) + "]", false);
+      if (!item) return std::nullopt;
+      argv.push_back(std::move(*item));
+    }
+    return argv;
   }
 
   void read_log(const YAML::Node& node, LogConfig& log) {

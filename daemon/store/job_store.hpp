@@ -164,6 +164,19 @@ struct RecoveryReport {
   std::int64_t attempts_aborted = 0;  // open attempts -> aborted
 };
 
+// A job whose completion hook is due, with what the hook is told about it.
+struct DueHook {
+  JobId job = 0;
+  JobState state = JobState::succeeded;
+  std::filesystem::path path;
+  std::optional<std::filesystem::path> current_path;
+  std::optional<std::filesystem::path> watch_dir;
+  std::optional<std::string> file_id;
+  std::optional<std::string> project_id;
+  std::optional<std::string> model_name;
+  std::optional<std::string> last_error;
+};
+
 // The result of a request on one named job (`modeldrop retry 3 4 5`).
 struct JobRequestResult {
   JobId job = 0;
@@ -333,6 +346,15 @@ class JobStore {
   Result<void> set_project_id(JobId job, std::string_view project_id, WallTime now);
   // SQLite's plan for claim_next, one line per step (the index test checks it).
   Result<std::vector<std::string>> explain_claim_next();
+
+  // -- Completion hooks (store/job_hooks.cpp).
+  // Whether jobs that end from now on owe a hook (the daemon says so at start and reload).
+  Result<void> set_hooks_enabled(bool enabled);
+  // Due hooks, oldest first. A succeeded job that registers a model is due only once its
+  // registration has ended (model_status active or error).
+  Result<std::vector<DueHook>> due_hooks(std::size_t limit);
+  // The hook ran (whatever its exit status): never again.
+  Result<void> finish_hook(JobId job, WallTime now);
 
   // -- Change detection for the daemon.
   // True when another connection (`modeldrop`, sqlite3) committed a change since the last

@@ -7,6 +7,7 @@
 #include <unistd.h>
 #include <atomic>
 #include <csignal>
+#include <fstream>
 #include <stdexcept>
 
 extern char** environ;
@@ -89,6 +90,14 @@ std::string ChildProcess::stderr_text() const {
 }
 std::string ChildProcess::stdout_text() const {
   return read_file(out_file_);
+}
+
+bool process_gone(int pid) {
+  std::ifstream stat("/proc/" + std::to_string(pid) + "/stat");
+  std::string line;
+  if (!std::getline(stat, line)) return true;
+  const auto after_name = line.rfind(')');
+  return after_name != std::string::npos && line.compare(after_name, 3, ") Z") == 0;
 }
 
 }  // namespace modeldrop::test

@@ -37,6 +37,9 @@ class ChildProcess {
   std::optional<int> term_signal_;
 };
 
+// True when no process `pid` exists, or only its zombie is left for init to reap.
+bool process_gone(int pid);
+
 // Polls `condition` every 20 ms until it holds or `timeout` passes; returns whether it held.
 template <class Condition>
 bool wait_until(Condition condition, std::chrono::milliseconds timeout) {

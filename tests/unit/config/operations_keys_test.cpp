@@ -45,5 +45,22 @@ TEST(OperationsKeys, BadValuesNameTheKey) {
   EXPECT_NE(result.problems[2].find("watch[1].poll: must be at least 100ms"), std::string::npos);
 }
 
+TEST(OperationsKeys, HooksAreArgvListsWithATimeout) {
+  const auto defaults = parse("");
+  ASSERT_TRUE(defaults.ok());
+  EXPECT_FALSE(defaults.config->hooks.any());
+  EXPECT_EQ(defaults.config->hooks.timeout, 60s);
+  const auto result = parse("hooks:\n  on_success: [/usr/local/bin/notify, --ok]\n  timeout: 5s\n");
+  ASSERT_TRUE(result.ok()) << result.problems.front();
+  EXPECT_EQ(result.config->hooks.on_success, (std::vector<std::string>{"/usr/local/bin/notify", "--ok"}));
+  EXPECT_FALSE(result.config->hooks.on_failure);
+  EXPECT_EQ(result.config->hooks.timeout, 5s);
+  const auto bad = parse("hooks:\n  on_failure: 'notify --failed'\n  timeout: 0\n  shell: true\n");
+  ASSERT_EQ(bad.problems.size(), 3u);
+  EXPECT_NE(bad.problems[0].find("hooks.shell"), std::string::npos) << bad.problems[0];
+  EXPECT_NE(bad.problems[1].find("hooks.on_failure: must be a list"), std::string::npos) << bad.problems[1];
+  EXPECT_NE(bad.problems[2].find("hooks.timeout"), std::string::npos) << bad.problems[2];
+}
+
 }  // namespace
 }  // namespace modeldrop::config
