@@ -1,12 +1,16 @@
 # The README's commands. Every target that builds first makes sure the dependencies are in
-# place (scripts/install-deps is idempotent and quick when nothing is missing).
+# place (scripts/install-deps is idempotent and quick when nothing is missing): `make demo`
+# only what building the programs needs, everything else the whole set (--all).
 SHELL := /bin/bash
 JOBS ?= $(shell nproc)
 SOURCES = $(shell git ls-files '*.cpp' '*.hpp' 2>/dev/null || find daemon tests bench -name '*.[ch]pp')
 
-.PHONY: deps build test unit asan tsan release demo format format-check bench soak deb systemd-test clean fuzz
+.PHONY: deps demo-deps build test unit asan tsan release demo format format-check bench soak deb systemd-test clean fuzz
 
 deps:
+	./scripts/install-deps --all
+
+demo-deps:
 	./scripts/install-deps
 
 build: deps
@@ -43,8 +47,11 @@ release: deps
 	cmake --build --preset release -j $(JOBS)
 
 # The main job: the daemon against the built-in fake API with a demo drop folder
-# (or the real API when NEBIUS_API_KEY is set).
-demo: release
+# (or the real API when NEBIUS_API_KEY is set). Builds only the three programs it runs, in
+# build/demo, with no test dependencies.
+demo: demo-deps
+	cmake --preset demo >/dev/null
+	cmake --build --preset demo -j $(JOBS)
 	./scripts/demo
 
 format:

@@ -1,4 +1,4 @@
--- modeldrop job database, schema version 1 (CONTRACT §4).
+-- modeldrop job database, schema version 1 (docs/database.md).
 -- Applied once, inside the migration runner's BEGIN IMMEDIATE transaction; never edited after
 -- release: later changes go into 0002_....sql and following files.
 
@@ -26,7 +26,7 @@ CREATE TABLE jobs (
   updated_at          TEXT    NOT NULL,
   finished_at         TEXT,
   -- The file's identity when queued (with size_bytes): the same path, inode, size and mtime is
-  -- never queued twice (CONTRACT §6), and an upload only sends the file it was queued for.
+  -- never queued twice (docs/database.md), and an upload only sends the file it was queued for.
   device              INTEGER NOT NULL,
   inode               INTEGER NOT NULL,
   mtime_ns            INTEGER NOT NULL,
@@ -71,7 +71,7 @@ CREATE TABLE attempts (
 -- Open attempts, for crash recovery (few at any time, however long the history).
 CREATE INDEX attempts_open ON attempts (job_id) WHERE outcome IS NULL;
 
--- The running daemon, at most one per database (CONTRACT §4).
+-- The running daemon, at most one per database (docs/database.md).
 CREATE TABLE daemon (
   id           INTEGER PRIMARY KEY CHECK (id = 1),
   pid          INTEGER NOT NULL,

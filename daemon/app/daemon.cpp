@@ -40,10 +40,10 @@ namespace {
 using namespace std::chrono_literals;
 namespace asio = boost::asio;
 
-constexpr auto kHeartbeatInterval = 2s;      // CONTRACT §4: at least every 5 s
-constexpr auto kChangePollInterval = 250ms;  // CLI changes take effect within 1 s (CONTRACT §2)
+constexpr auto kHeartbeatInterval = 2s;      // docs/database.md: at least every 5 s
+constexpr auto kChangePollInterval = 250ms;  // CLI changes take effect within 1 s (docs/cli.md)
 constexpr auto kTokenCheckInterval = 5s;
-constexpr auto kShutdownDeadline = 8s;  // CONTRACT §7: exit within 10 s
+constexpr auto kShutdownDeadline = 8s;  // docs/files.md: exit within 10 s
 
 upload::PoolSettings pool_settings(const config::Config& config, const std::string& token) {
   upload::PoolSettings settings;
@@ -265,7 +265,7 @@ int Daemon::run() {
   hooks_ = std::make_unique<HookDispatch>(io_, *store_, clock_, setup_.config);
 
   // 4. Watcher: every watch is added before any directory is scanned, so no file slips
-  //    between the scan and the watch (CONTRACT §7).
+  //    between the scan and the watch (docs/files.md).
   intake_ = std::make_unique<WatchIntake>(
       io_, *store_, clock_,
       [this] {

@@ -13,7 +13,7 @@ struct DaemonSetup {
   config::TokenLookup token;  // found: the command refuses to start without one
 };
 
-// Runs the daemon until SIGTERM/SIGINT; returns the process exit code (CONTRACT §7, §8).
+// Runs the daemon until SIGTERM/SIGINT; returns the process exit code (docs/files.md and docs/cli.md).
 int run_daemon(DaemonSetup setup);
 
 }  // namespace modeldrop::app

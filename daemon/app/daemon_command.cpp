@@ -2,6 +2,7 @@
 
 #include "app/daemon.hpp"
 
+#include "common/bash_completion.hpp"
 #include "common/exit_codes.hpp"
 #include "common/logging.hpp"
 #include "common/version.hpp"
@@ -11,10 +12,46 @@
 #include <spdlog/spdlog.h>
 #include <CLI/CLI.hpp>
 
+#include <fmt/format.h>
+
+#include <filesystem>
 #include <iostream>
+#include <string>
+#include <vector>
 
 namespace modeldrop::app {
 namespace {
+
+// Where the config points on this machine, as a user would want it judged: a database
+// directory that does not exist is most likely a typo, and creating it would start a second,
+// empty queue, so it is an error (except the packaged default, which the package and
+// systemd-tmpfiles create); a missing watch directory is only a warning, since the daemon
+// waits for it and watches it once it appears.
+struct PlacementReport {
+  std::vector<std::string> errors;
+  std::vector<std::string> warnings;
+};
+
+PlacementReport check_placement(const config::Config& config, const std::filesystem::path& file) {
+  PlacementReport report;
+  std::error_code ec;
+  const auto db_dir = config.database.parent_path();
+  if (config.database != config::Config{}.database && !db_dir.empty() && !std::filesystem::is_directory(db_dir, ec)) {
+    report.errors.push_back(file.string() + ": database: the directory " + db_dir.string() +
+                            " does not exist; create it (modeldropd will not start a new queue in a directory "
+                            "it would have to invent) or correct the path");
+  }
+  for (std::size_t i = 0; i < config.watch.size(); ++i) {
+    const auto& path = config.watch[i].path;
+    if (!std::filesystem::is_directory(path, ec)) {
+      report.warnings.push_back(
+          fmt::format("{}: watch[{}].path: {} does not exist yet; modeldropd waits for it and "
+                      "watches it once it appears",
+                      file.string(), i, path.string()));
+    }
+  }
+  return report;
+}
 
 // --check-config: every problem, or "config OK". A token that cannot be found is only a
 // warning here (systemd may hand it over as a credential); a broken token_file is an error.
@@ -24,12 +61,16 @@ int check_config(const std::filesystem::path& path) {
     for (const auto& problem : loaded.problems) std::cerr << problem << "\n";
     return exit_code::kConfigError;
   }
+  const auto placement = check_placement(*loaded.config, path);
+  for (const auto& warning : placement.warnings) std::cerr << "warning: " << warning << "\n";
+  for (const auto& error : placement.errors) std::cerr << error << "\n";
   const auto token = config::find_token(loaded.config->api, config::TokenEnvironment::from_process());
   for (const auto& warning : token.warnings) std::cerr << "warning: " << warning << "\n";
   if (token.error) {
     std::cerr << path.string() << ": " << *token.error << "\n";
     return exit_code::kConfigError;
   }
+  if (!placement.errors.empty()) return exit_code::kConfigError;
   if (!token.token) {
     std::cerr << "warning: no API token found (api.token_file, $CREDENTIALS_DIRECTORY/api-token, "
                  "$NEBIUS_API_KEY); the daemon will refuse to start without one\n";
@@ -45,14 +86,21 @@ int run_daemon_command(int argc, char** argv) {
   std::optional<std::string> config_flag;
   bool check_only = false;
   cli.add_option("--config", config_flag,
-                 "configuration file (default $MODELDROP_CONFIG, else /etc/modeldrop/modeldrop.yaml)");
+                 "configuration file (default $MODELDROP_CONFIG, else /etc/modeldrop/modeldrop.yaml)")
+      ->type_name("FILE");
   cli.add_flag("--check-config", check_only, "validate the configuration, print 'config OK' or every problem");
   cli.set_version_flag("--version", std::string("modeldropd ") + kVersion);
+  bool completion = false;
+  cli.add_flag("--bash-completion", completion, "print the bash completion script")->group("");
   try {
     cli.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
     const int rc = cli.exit(e);
     return rc == 0 ? exit_code::kSuccess : exit_code::kUsage;
+  }
+  if (completion) {
+    std::cout << bash_completion_script(cli, "modeldropd");
+    return exit_code::kSuccess;
   }
   const auto path = config::config_path_from(config_flag);
   if (check_only) return check_config(path);
@@ -63,6 +111,12 @@ int run_daemon_command(int argc, char** argv) {
     return exit_code::kConfigError;
   }
   setup_logging({loaded.config->log.level, loaded.config->log.format, stderr_is_journal()});
+  const auto placement = check_placement(*loaded.config, path);
+  for (const auto& warning : placement.warnings) spdlog::warn("{}", warning);
+  if (!placement.errors.empty()) {
+    for (const auto& error : placement.errors) spdlog::error("{}", error);
+    return exit_code::kConfigError;
+  }
   auto token = config::find_token(loaded.config->api, config::TokenEnvironment::from_process());
   if (token.error) {
     spdlog::error("{}: {}", path.string(), *token.error);

@@ -2,7 +2,7 @@
 
 namespace modeldrop::app {
 
-// Everything `modeldropd` does, from its arguments to its exit code (CONTRACT §2, §7, §8).
+// Everything `modeldropd` does, from its arguments to its exit code (docs/cli.md and docs/files.md).
 int run_daemon_command(int argc, char** argv);
 
 }  // namespace modeldrop::app

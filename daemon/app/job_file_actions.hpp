@@ -1,6 +1,6 @@
 #pragma once
 
-// What happens to a job's file once the job is over (CONTRACT §3 on_success / on_failure):
+// What happens to a job's file once the job is over (docs/configuration.md on_success / on_failure):
 // moved to done/failed, kept or deleted, with `current_path` kept true in the database.
 
 #include "app/store_client.hpp"

@@ -1,6 +1,6 @@
 #pragma once
 
-// When uploads wait for something other than a free session (CONTRACT §6, §2 pause):
+// When uploads wait for something other than a free session (docs/http.md and docs/cli.md pause):
 // an auth failure, a rate limit, or a pause. Pure state with the time passed in, so the
 // release rules are tested without sleeping.
 

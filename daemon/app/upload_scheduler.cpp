@@ -150,7 +150,7 @@ void UploadScheduler::dispatch() {
   const auto reason = holds_.reason(now);
   if (reason != published_reason_) {
     published_reason_ = reason;
-    // held_reason is written when a hold starts and cleared when it ends (CONTRACT §6).
+    // held_reason is written when a hold starts and cleared when it ends (docs/http.md).
     store_.run([reason](store::JobStore& s) {
       if (auto r = s.set_held_reason(reason); !r)
         spdlog::warn("store: cannot record held_reason: {}", r.error().message);
@@ -184,7 +184,7 @@ void UploadScheduler::claim(std::size_t count) {
           auto job = require_sha256 ? s.claim_next_unique(now) : s.claim_next(now, false);
           if (!job) return job.error();
           if (!*job) break;
-          // `modeldrop add` without --project sends api.project_id and records it (CONTRACT §2).
+          // `modeldrop add` without --project sends api.project_id and records it (docs/cli.md).
           if (!(*job)->project_id && !(*job)->watch_dir && add_project) {
             if (auto r = s.set_project_id((*job)->id, *add_project, now); !r) return r.error();
             (*job)->project_id = add_project;

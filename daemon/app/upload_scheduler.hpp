@@ -1,7 +1,7 @@
 #pragma once
 
 // Takes due jobs from the store, runs them through the upload pool, and records what
-// CONTRACT §6 says each outcome means. Lives on the event loop; the store is reached only
+// docs/http.md says each outcome means. Lives on the event loop; the store is reached only
 // through StoreClient, so no SQL runs on this thread.
 
 #include "app/in_doubt_reconciler.hpp"

@@ -1,7 +1,7 @@
 #pragma once
 
 // Where the watcher's findings become jobs: every ready file goes through the store's
-// idempotent enqueue (CONTRACT §6 same-file rule), every removed one cancels its pending job.
+// idempotent enqueue (the same-file rule of docs/database.md), every removed one cancels its pending job.
 
 #include "app/store_client.hpp"
 #include "common/timestamp.hpp"
@@ -18,7 +18,7 @@ namespace modeldrop::app {
 class WatchIntake final : public watch::WatchEvents {
  public:
   // A finished job whose file is still where it was found: the daemon stopped between the
-  // job's end and the file's move or delete (CONTRACT §3 on_success/on_failure).
+  // job's end and the file's move or delete (docs/configuration.md on_success/on_failure).
   using FinishedJobFile = std::function<void(const store::Job&)>;
 
   // `queued` runs after a job was inserted or updated (the hash stage and scheduler look then);

@@ -1,6 +1,8 @@
 #include "cli/cli_command.hpp"
 
 #include "cli/job_format.hpp"
+#include "common/bash_completion.hpp"
+#include "common/duration.hpp"
 #include "common/exit_codes.hpp"
 #include "common/version.hpp"
 #include "config/config.hpp"
@@ -12,12 +14,16 @@
 #include <boost/json.hpp>
 
 #include <fcntl.h>
+#include <sys/ioctl.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <cerrno>
+#include <charconv>
+#include <csignal>
 #include <cstring>
 #include <iostream>
+#include <thread>
 
 namespace modeldrop::cli {
 
@@ -34,12 +40,22 @@ struct Request {
   bool json = false;
   std::vector<std::string> states;
   std::size_t limit = 50;
-  JobId show_id = 0;
+  std::optional<std::string> name_glob;
+  std::optional<std::string> since;
+  bool follow = false;
+  std::string interval = "2s";
+  std::vector<std::string> id_words;  // as typed; checked into `ids` after parsing
   std::vector<JobId> ids;
   bool all_failed = false;
+  bool force = false;
   std::vector<std::string> paths;
   std::optional<std::string> project;
   std::string validate = "archive";
+};
+
+// Usage mistakes found after CLI11's own checks: said plainly, exit 2.
+struct UsageError {
+  std::string message;
 };
 
 void print_error(const std::string& message) {
@@ -71,6 +87,23 @@ bool daemon_is_running(const JobStore& store, const std::optional<store::DaemonR
   return store::is_process_alive(daemon->pid);
 }
 
+Result<bool> daemon_is_running(JobStore& store) {
+  auto daemon = store.daemon_record();
+  if (!daemon) return daemon.error();
+  return daemon_is_running(store, *daemon);
+}
+
+// What `jobs` shows as the upload rate of each uploading job, summed: status and jobs agree.
+Result<double> current_upload_rate(JobStore& store) {
+  store::JobFilter uploading;
+  uploading.states = {JobState::uploading};
+  auto page = store.find_jobs(uploading, 10'000);
+  if (!page) return page.error();
+  double rate = 0;
+  for (const auto& job : page->jobs) rate += job.upload_rate_bytes_per_s.value_or(0.0);
+  return rate;
+}
+
 int status_command(JobStore& store, const Request& request) {
   const auto now = WallClock::now();
   StatusReport status;
@@ -84,6 +117,11 @@ int status_command(JobStore& store, const Request& request) {
   auto summary = store.summary();
   if (!summary) return runtime_failure(summary.error());
   status.states = std::move(*summary);
+  if (status.daemon_running) {
+    auto rate = current_upload_rate(store);
+    if (!rate) return runtime_failure(rate.error());
+    status.upload_rate_bytes_per_s = *rate;
+  }
   if (request.json) {
     print_json(status_json(status, now));
   } else {
@@ -92,33 +130,100 @@ int status_command(JobStore& store, const Request& request) {
   return exit_code::kSuccess;
 }
 
-int jobs_command(JobStore& store, const Request& request) {
-  std::vector<JobState> states;
-  for (const auto& name : request.states) states.push_back(*store::parse_job_state(name));
-  auto jobs = store.list_jobs(states, request.limit);
-  if (!jobs) return runtime_failure(jobs.error());
+Result<store::JobFilter> job_filter(const Request& request, WallTime now) {
+  store::JobFilter filter;
+  for (const auto& name : request.states) filter.states.push_back(*store::parse_job_state(name));
+  filter.name_glob = request.name_glob;
+  if (request.since) {
+    auto span = parse_duration(*request.since);
+    if (!span) return make_error("--since " + *request.since + ": " + span.error().message);
+    filter.created_since = now - *span;
+  }
+  return filter;
+}
+
+// One listing: the table (with "... N more" when cut) or the JSON array.
+Result<std::string> jobs_listing(JobStore& store, const Request& request, std::size_t limit) {
+  const auto now = WallClock::now();
+  auto filter = job_filter(request, now);
+  if (!filter) return filter.error();
+  auto page = store.find_jobs(*filter, limit);
+  if (!page) return page.error();
   if (request.json) {
     boost::json::array array;
-    for (const auto& job : *jobs) array.push_back(job_json(job));
-    print_json(array);
-  } else {
-    std::cout << render_jobs_table(*jobs, WallClock::now());
+    for (const auto& job : page->jobs) array.push_back(job_json(job));
+    return Result<std::string>(boost::system::in_place_value, boost::json::serialize(array) + "\n");
+  }
+  auto running = daemon_is_running(store);
+  if (!running) return running.error();
+  return Result<std::string>(boost::system::in_place_value,
+                             render_jobs_table(page->jobs, View{now, *running}, page->attempts_made) +
+                                 more_jobs_line(page->jobs.size(), page->total));
+}
+
+volatile std::sig_atomic_t follow_stop = 0;
+
+// Rows that fit the terminal below the heading, so a redraw never scrolls.
+std::size_t terminal_rows(std::size_t fallback) {
+  struct winsize size {};
+  if (::ioctl(STDOUT_FILENO, TIOCGWINSZ, &size) != 0 || size.ws_row < 6) return fallback;
+  return std::min<std::size_t>(fallback, size.ws_row - 4u);
+}
+
+// `jobs --follow`: on a terminal the table is redrawn in place; elsewhere (a pipe, a log)
+// each refresh is printed after a timestamped separator. Ctrl-C ends it with exit 0.
+int follow_jobs(JobStore& store, const Request& request) {
+  auto every = parse_duration(request.interval);
+  if (!every || *every < std::chrono::milliseconds(100)) {
+    print_error("--interval " + request.interval + ": must be a duration of at least 100ms");
+    return exit_code::kUsage;
+  }
+  follow_stop = 0;
+  std::signal(SIGINT, [](int) { follow_stop = 1; });
+  std::signal(SIGTERM, [](int) { follow_stop = 1; });
+  const bool terminal = ::isatty(STDOUT_FILENO) == 1;
+  while (follow_stop == 0) {
+    const std::size_t limit = terminal ? terminal_rows(request.limit) : request.limit;
+    auto listing = jobs_listing(store, request, limit);
+    if (!listing) return runtime_failure(listing.error());
+    const std::string heading = format_timestamp(WallClock::now()) + "  every " + request.interval;
+    if (terminal) {
+      std::cout << "\x1b[H\x1b[2J" << heading << "  (Ctrl-C stops)\n\n" << *listing << std::flush;
+    } else {
+      std::cout << "--- " << heading << "\n" << *listing << std::flush;
+    }
+    // Sleep in short steps so Ctrl-C is answered at once.
+    for (auto slept = std::chrono::milliseconds(0); slept < *every && follow_stop == 0;
+         slept += std::chrono::milliseconds(50)) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    }
   }
   return exit_code::kSuccess;
 }
 
+int jobs_command(JobStore& store, const Request& request) {
+  if (request.follow) return follow_jobs(store, request);
+  auto listing = jobs_listing(store, request, request.limit);
+  if (!listing) return runtime_failure(listing.error());
+  std::cout << *listing;
+  return exit_code::kSuccess;
+}
+
 int show_command(JobStore& store, const Request& request) {
-  auto job = store.job_with_attempts(request.show_id);
+  const JobId id = request.ids.at(0);
+  auto job = store.job_with_attempts(id);
   if (!job) return runtime_failure(job.error());
   if (!*job) {
-    print_error("job " + std::to_string(request.show_id) + ": no such job");
+    print_error("job " + std::to_string(id) + ": no such job");
     return exit_code::kRuntimeError;
   }
   if (request.json) {
     print_json(job_with_attempts_json(**job));
-  } else {
-    std::cout << render_job(**job, WallClock::now());
+    return exit_code::kSuccess;
   }
+  auto running = daemon_is_running(store);
+  if (!running) return runtime_failure(running.error());
+  std::cout << render_job(**job, View{WallClock::now(), *running});
   return exit_code::kSuccess;
 }
 
@@ -133,7 +238,8 @@ int report_requests(const std::vector<store::JobRequestResult>& results, std::st
     }
     std::cout << "job " << result.job << ": " << done_text;
     if (result.previous_state == JobState::uploading) std::cout << " (the daemon aborts its upload in flight)";
-    if (result.previous_state == JobState::failed || result.previous_state == JobState::cancelled) {
+    if (result.previous_state == JobState::failed || result.previous_state == JobState::cancelled ||
+        result.previous_state == JobState::succeeded) {
       std::cout << " (was " << store::to_string(result.previous_state) << ")";
     }
     std::cout << "\n";
@@ -154,7 +260,8 @@ int retry_command(JobStore& store, const Request& request) {
     }
     return exit_code::kSuccess;
   }
-  auto results = store.retry(request.ids, WallClock::now());
+  auto results =
+      store.retry(request.ids, WallClock::now(), request.force ? JobStore::Retry::again : JobStore::Retry::unfinished);
   if (!results) return runtime_failure(results.error());
   return report_requests(*results, "back to pending");
 }
@@ -256,17 +363,149 @@ int resume_command(JobStore& store) {
   return exit_code::kSuccess;
 }
 
-// --db, else the config's `database` (CONTRACT §2). A config that does not load is exit 78.
+// --db, else the config's `database`. A config that does not load is exit 78; one that is not
+// there at all most often means the queue is elsewhere, so say how to name it.
 std::optional<std::filesystem::path> database_path(const Request& request, int& rc) {
   if (request.db_flag) return std::filesystem::path(*request.db_flag);
   const auto file = config::config_path_from(request.config_flag);
   const auto loaded = config::load_config(file);
   if (!loaded.ok()) {
     for (const auto& problem : loaded.problems) std::cerr << problem << "\n";
+    std::error_code ec;
+    if (!std::filesystem::exists(file, ec)) {
+      std::cerr << "modeldrop: name the queue with --config FILE (a modeldropd configuration), --db FILE "
+                   "(its database) or $MODELDROP_CONFIG\n";
+    }
     rc = exit_code::kConfigError;
     return std::nullopt;
   }
   return loaded.config->database;
+}
+
+// A validator that adds nothing to the help's type name (CLI11 would print its ranges).
+CLI::Validator quiet_check(std::function<std::string(std::string&)> check) {
+  return CLI::Validator(std::move(check), "");
+}
+
+std::optional<JobId> parse_job_id(std::string_view text) {
+  JobId id = 0;
+  const auto [end, error] = std::from_chars(text.data(), text.data() + text.size(), id);
+  if (error != std::errc() || end != text.data() + text.size() || id <= 0) return std::nullopt;
+  return id;
+}
+
+// The job ids as typed, into request.ids; `invalid job id "abc"` for anything else.
+std::optional<UsageError> check_job_ids(Request& request) {
+  for (const auto& word : request.id_words) {
+    const auto id = parse_job_id(word);
+    if (!id) return UsageError{"invalid job id \"" + printable(word) + "\""};
+    request.ids.push_back(*id);
+  }
+  return std::nullopt;
+}
+
+// --config and --db on the program and on every command, so each command's help lists them.
+void add_queue_options(CLI::App& app, Request& request) {
+  app.add_option("--config", request.config_flag,
+                 "modeldropd configuration naming the database (default $MODELDROP_CONFIG, else " +
+                     std::string(config::kDefaultConfigPath) + ")")
+      ->type_name("FILE");
+  app.add_option("--db", request.db_flag, "the job database itself, instead of the configuration's `database`")
+      ->type_name("FILE");
+}
+
+struct Commands {
+  CLI::App* status = nullptr;
+  CLI::App* jobs = nullptr;
+  CLI::App* show = nullptr;
+  CLI::App* retry = nullptr;
+  CLI::App* cancel = nullptr;
+  CLI::App* add = nullptr;
+  CLI::App* pause = nullptr;
+  CLI::App* resume = nullptr;
+};
+
+Commands define_commands(CLI::App& cli, Request& request) {
+  Commands c;
+  c.status = cli.add_subcommand("status", "is the daemon running, jobs and bytes per state, upload rate, holds");
+  c.status->add_flag("--json", request.json, "one JSON document");
+  c.jobs = cli.add_subcommand("jobs", "the jobs, newest first");
+  c.jobs->add_option("--state", request.states, "only jobs in this state (repeatable)")
+      ->type_name("pending|uploading|succeeded|failed|cancelled")
+      ->check(quiet_check([](std::string& value) {
+        return store::parse_job_state(value) ? std::string() : "no state \"" + value + "\"";
+      }));
+  c.jobs->add_option("--limit", request.limit, "at most N rows (default 50; the table says how many more there are)")
+      ->type_name("N")
+      ->check(quiet_check([](std::string& value) {
+        const auto n = parse_job_id(value);
+        return n && *n <= 1'000'000 ? std::string() : "must be a number from 1 to 1000000";
+      }));
+  c.jobs
+      ->add_option("--name", request.name_glob,
+                   "only files whose name matches this shell glob (case-insensitive; with a '/', the whole path)")
+      ->type_name("GLOB");
+  c.jobs->add_option("--since", request.since, "only jobs queued within this long (e.g. 30m, 1h, 2d)")
+      ->type_name("DURATION");
+  c.jobs->add_flag("--follow", request.follow, "redraw every --interval until Ctrl-C");
+  c.jobs->add_option("--interval", request.interval, "how often --follow refreshes (default 2s)")
+      ->type_name("DURATION");
+  c.jobs->add_flag("--json", request.json, "one JSON array");
+  c.show = cli.add_subcommand("show", "one job with its attempt history");
+  c.show->add_option("ID", request.id_words, "job id")->required()->expected(1)->type_name("ID");
+  c.show->add_flag("--json", request.json, "one JSON object");
+  c.retry = cli.add_subcommand("retry", "failed or cancelled jobs back to pending, with a fresh budget");
+  auto* retry_ids = c.retry->add_option("ID", request.id_words, "job ids")->type_name("ID");
+  auto* retry_failed = c.retry->add_flag("--failed", request.all_failed, "every failed job");
+  c.retry->add_flag("--force", request.force, "succeeded jobs too: upload the file again and record the new file id");
+  retry_ids->excludes(retry_failed);
+  c.cancel = cli.add_subcommand("cancel", "pending or uploading jobs become cancelled (the file stays)");
+  c.cancel->add_option("ID", request.id_words, "job ids")->required()->type_name("ID");
+  c.add = cli.add_subcommand("add", "queue files by hand, outside the watched directories");
+  c.add->add_option("PATH", request.paths, "files to upload")->required()->type_name("PATH");
+  c.add->add_option("--project", request.project, "ai_project_id to send (default: the daemon's api.project_id)")
+      ->type_name("ID")
+      ->check(quiet_check([](std::string& value) { return value.empty() ? std::string("must not be empty") : ""; }));
+  c.add
+      ->add_option("--validate", request.validate,
+                   "archive check before the last bytes are sent: archive (default), adapter, none")
+      ->type_name("KIND")
+      ->check(CLI::IsMember({"archive", "adapter", "none"}));
+  c.pause = cli.add_subcommand("pause", "hold all new uploads, across daemon restarts, until resume");
+  c.resume = cli.add_subcommand("resume", "release the uploads held by pause");
+  for (CLI::App* command : {c.status, c.jobs, c.show, c.retry, c.cancel, c.add, c.pause, c.resume}) {
+    add_queue_options(*command, request);
+  }
+  return c;
+}
+
+// Mistakes CLI11 cannot see: ids, option pairs, and what a command needs.
+std::optional<UsageError> check_request(Request& request, const Commands& c) {
+  if (request.config_flag && request.db_flag) return UsageError{"--config and --db exclude each other: give one"};
+  if (auto bad = check_job_ids(request)) return bad;
+  if (c.retry->parsed() && request.ids.empty() && !request.all_failed) {
+    return UsageError{"retry: name job ids or --failed"};
+  }
+  if (request.force && request.all_failed) return UsageError{"retry: --force takes job ids, not --failed"};
+  if (request.follow && request.json) return UsageError{"jobs: --follow redraws a table; it does not take --json"};
+  if (request.since) {
+    if (auto span = parse_duration(*request.since); !span) {
+      return UsageError{"--since " + printable(*request.since) + ": " + span.error().message};
+    }
+  }
+  return std::nullopt;
+}
+
+int dispatch(JobStore& store, const Request& request, const Commands& c) {
+  if (c.status->parsed()) return status_command(store, request);
+  if (c.jobs->parsed()) return jobs_command(store, request);
+  if (c.show->parsed()) return show_command(store, request);
+  if (c.retry->parsed()) return retry_command(store, request);
+  if (c.cancel->parsed()) return cancel_command(store, request);
+  if (c.add->parsed()) return add_command(store, request);
+  if (c.pause->parsed()) return pause_command(store);
+  if (c.resume->parsed()) return resume_command(store);
+  return exit_code::kUsage;
 }
 
 }  // namespace
@@ -274,50 +513,30 @@ std::optional<std::filesystem::path> database_path(const Request& request, int& 
 int run_cli_command(int argc, char** argv) {
   CLI::App cli{"modeldrop: see and steer the modeldrop upload queue", "modeldrop"};
   cli.set_version_flag("--version", std::string("modeldrop ") + kVersion);
-  cli.require_subcommand(1);
   // Options of the program may follow the command too: `modeldrop jobs --db x.db`.
   cli.fallthrough();
+  cli.require_subcommand(0, 1);
   Request request;
-  auto* config_option = cli.add_option("--config", request.config_flag,
-                                       "configuration file naming the database (default $MODELDROP_CONFIG, else " +
-                                           std::string(config::kDefaultConfigPath) + ")");
-  auto* db_option = cli.add_option("--db", request.db_flag, "the job database (instead of the config's `database`)");
-  config_option->excludes(db_option);
-
-  auto* status = cli.add_subcommand("status", "is the daemon running, jobs and bytes per state, upload rate, holds");
-  status->add_flag("--json", request.json, "one JSON document");
-  auto* jobs = cli.add_subcommand("jobs", "the jobs, newest first");
-  jobs->add_option("--state", request.states, "only jobs in this state (repeatable)")
-      ->check(CLI::IsMember({"pending", "uploading", "succeeded", "failed", "cancelled"}));
-  jobs->add_option("--limit", request.limit, "at most this many (default 50)")->check(CLI::Range(1, 1'000'000));
-  jobs->add_flag("--json", request.json, "one JSON array");
-  auto* show = cli.add_subcommand("show", "one job with its attempt history");
-  show->add_option("ID", request.show_id, "job id")->required()->check(CLI::PositiveNumber);
-  show->add_flag("--json", request.json, "one JSON object");
-  auto* retry = cli.add_subcommand("retry", "failed or cancelled jobs back to pending, with a fresh budget");
-  auto* retry_ids = retry->add_option("ID", request.ids, "job ids")->check(CLI::PositiveNumber);
-  auto* retry_failed = retry->add_flag("--failed", request.all_failed, "every failed job");
-  retry_ids->excludes(retry_failed);
-  auto* cancel = cli.add_subcommand("cancel", "pending or uploading jobs become cancelled (the file stays)");
-  cancel->add_option("ID", request.ids, "job ids")->required()->check(CLI::PositiveNumber);
-  auto* add = cli.add_subcommand("add", "queue files by hand, outside the watched directories");
-  add->add_option("PATH", request.paths, "files to upload")->required();
-  add->add_option("--project", request.project, "ai_project_id to send (default: the daemon's api.project_id)")
-      ->check([](const std::string& value) { return value.empty() ? std::string("must not be empty") : ""; });
-  add->add_option("--validate", request.validate,
-                  "archive check before the last bytes are sent: archive (default), adapter, none")
-      ->check(CLI::IsMember({"archive", "adapter", "none"}));
-  auto* pause = cli.add_subcommand("pause", "hold all new uploads, across daemon restarts, until resume");
-  auto* resume = cli.add_subcommand("resume", "release the uploads held by pause");
+  add_queue_options(cli, request);
+  bool completion = false;
+  cli.add_flag("--bash-completion", completion, "print the bash completion script")->group("");
+  const Commands commands = define_commands(cli, request);
 
   try {
     cli.parse(argc, argv);
-    if (retry->parsed() && request.ids.empty() && !request.all_failed) {
-      throw CLI::ValidationError("retry", "name job ids or --failed");
+    if (completion) {
+      std::cout << bash_completion_script(cli, "modeldrop");
+      return exit_code::kSuccess;
     }
+    if (cli.get_subcommands().empty()) throw CLI::RequiredError("A command");
   } catch (const CLI::ParseError& e) {
     const int rc = cli.exit(e);
     return rc == 0 ? exit_code::kSuccess : exit_code::kUsage;
+  }
+  if (auto bad = check_request(request, commands)) {
+    print_error(bad->message);
+    std::cerr << "Run with --help for more information.\n";
+    return exit_code::kUsage;
   }
 
   int rc = exit_code::kSuccess;
@@ -328,16 +547,7 @@ int run_cli_command(int argc, char** argv) {
     print_error(printable(opened.error().message));
     return exit_code::kDatabaseUnavailable;
   }
-  JobStore& store = *opened;
-  if (status->parsed()) return status_command(store, request);
-  if (jobs->parsed()) return jobs_command(store, request);
-  if (show->parsed()) return show_command(store, request);
-  if (retry->parsed()) return retry_command(store, request);
-  if (cancel->parsed()) return cancel_command(store, request);
-  if (add->parsed()) return add_command(store, request);
-  if (pause->parsed()) return pause_command(store);
-  if (resume->parsed()) return resume_command(store);
-  return exit_code::kUsage;
+  return dispatch(*opened, request, commands);
 }
 
 }  // namespace modeldrop::cli

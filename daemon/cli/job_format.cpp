@@ -118,23 +118,36 @@ std::string progress_line(const Job& job) {
   return line;
 }
 
-std::string job_situation(const Job& job, WallTime now) {
+std::string more_jobs_line(std::size_t shown, std::int64_t total) {
+  const auto hidden = total - static_cast<std::int64_t>(shown);
+  if (hidden <= 0) return {};
+  return fmt::format("\u2026 {} more, use --limit {} to see them\n", hidden, total);
+}
+
+std::string job_situation(const Job& job, const View& view) {
   constexpr std::size_t kWidth = 60;
   switch (job.state) {
     case JobState::uploading:
+      if (!view.daemon_running) {
+        // Nothing is moving: the API takes whole files, so the daemon sends it again from the start.
+        return "interrupted (modeldropd is not running; sent again when it starts)";
+      }
       return progress_line(job);
     case JobState::pending: {
       std::string line = "due now";
-      if (job.next_attempt_at && *job.next_attempt_at > now) {
-        line = "next attempt in " + format_span(whole_seconds(*job.next_attempt_at - now));
+      if (job.next_attempt_at && *job.next_attempt_at > view.now) {
+        line = "next attempt in " + format_span(whole_seconds(*job.next_attempt_at - view.now));
       }
       if (job.last_error) line += "; " + printable(*job.last_error);
       return shorten(line, kWidth);
     }
     case JobState::succeeded: {
-      std::string line = text_or_dash(job.file_id);
-      if (job.duplicate_of) line += " (same content as job " + std::to_string(*job.duplicate_of) + ")";
-      return shorten(line, kWidth);
+      // The job referred to first: a long file id is what gets cut, not the reference.
+      if (job.duplicate_of) {
+        return shorten("same content as job " + std::to_string(*job.duplicate_of) + ": " + text_or_dash(job.file_id),
+                       kWidth);
+      }
+      return shorten(text_or_dash(job.file_id), kWidth);
     }
     case JobState::failed:
     case JobState::cancelled:
@@ -143,15 +156,17 @@ std::string job_situation(const Job& job, WallTime now) {
   return {};
 }
 
-std::string render_jobs_table(const std::vector<Job>& jobs, WallTime now) {
+std::string render_jobs_table(const std::vector<Job>& jobs, const View& view, const std::vector<int>& attempts_made) {
   if (jobs.empty()) return "no jobs\n";
   struct Row {
     std::string id, state, size, attempts, situation, path;
   };
   std::vector<Row> rows{{"ID", "STATE", "SIZE", "TRIES", "PROGRESS / NEXT / RESULT", "PATH"}};
-  for (const auto& job : jobs) {
+  for (std::size_t i = 0; i < jobs.size(); ++i) {
+    const Job& job = jobs[i];
+    const auto tries = i < attempts_made.size() ? attempts_made[i] : job.attempts;
     rows.push_back({std::to_string(job.id), std::string(store::to_string(job.state)), format_bytes(job.size_bytes),
-                    std::to_string(job.attempts), job_situation(job, now), printable(job.path.string())});
+                    std::to_string(tries), job_situation(job, view), printable(job.path.string())});
   }
   std::size_t id_width = 0, state_width = 0, size_width = 0, attempts_width = 0, situation_width = 0;
   for (const auto& row : rows) {
@@ -170,14 +185,32 @@ std::string render_jobs_table(const std::vector<Job>& jobs, WallTime now) {
   return out;
 }
 
-std::string render_job(const store::JobWithAttempts& entry, WallTime now) {
+std::string attempts_summary(const store::JobWithAttempts& entry, bool daemon_running) {
+  std::int64_t held = 0, aborted = 0, running = 0;
+  for (const Attempt& attempt : entry.attempts) {
+    if (!attempt.outcome) {
+      ++running;
+    } else if (*attempt.outcome == store::AttemptOutcome::held) {
+      ++held;
+    } else if (*attempt.outcome == store::AttemptOutcome::aborted) {
+      ++aborted;
+    }
+  }
+  std::string out = fmt::format("{} ({} counted toward max_attempts", entry.attempts.size(), entry.job.attempts);
+  if (held > 0) out += fmt::format(", {} held", held);
+  if (aborted > 0) out += fmt::format(", {} aborted", aborted);
+  if (running > 0) out += fmt::format(", {} {}", running, daemon_running ? "running" : "interrupted");
+  return out + ")";
+}
+
+std::string render_job(const store::JobWithAttempts& entry, const View& view) {
   const Job& job = entry.job;
   std::string out = fmt::format("job {}\n", job.id);
   const auto field = [&](std::string_view name, const std::string& value) {
     out += fmt::format("  {:<20} {}\n", std::string(name) + ":", value);
   };
   std::string state(store::to_string(job.state));
-  if (job.state == JobState::uploading) state += "  " + progress_line(job);
+  if (job.state == JobState::uploading) state += "  " + job_situation(job, view);
   field("state", state);
   field("path", printable(job.path.string()));
   field("current path", path_or_dash(job.current_path));
@@ -185,11 +218,11 @@ std::string render_job(const store::JobWithAttempts& entry, WallTime now) {
   field("project", job.project_id ? printable(*job.project_id) : "- (api.project_id, if any)");
   field("size", fmt::format("{} ({} bytes)", format_bytes(job.size_bytes), job.size_bytes));
   field("sha256", text_or_dash(job.sha256));
-  field("attempts", std::to_string(job.attempts));
+  field("attempts", attempts_summary(entry, view.daemon_running));
   std::string next = time_or_dash(job.next_attempt_at);
   if (job.state == JobState::pending) {
-    next = job.next_attempt_at && *job.next_attempt_at > now
-               ? next + " (in " + format_span(whole_seconds(*job.next_attempt_at - now)) + ")"
+    next = job.next_attempt_at && *job.next_attempt_at > view.now
+               ? next + " (in " + format_span(whole_seconds(*job.next_attempt_at - view.now)) + ")"
                : "due now";
   }
   field("next attempt", next);
@@ -206,14 +239,18 @@ std::string render_job(const store::JobWithAttempts& entry, WallTime now) {
 
   out += "\n";
   if (entry.attempts.empty()) return out + "no attempts\n";
-  out += fmt::format("  {:>7}  {:<24}  {:<24}  {:<10}  {:>4}  {:>9}  {}\n", "ATTEMPT", "STARTED", "FINISHED", "OUTCOME",
+  out += fmt::format("  {:>7}  {:<24}  {:<24}  {:<11}  {:>4}  {:>9}  {}\n", "ATTEMPT", "STARTED", "FINISHED", "OUTCOME",
                      "HTTP", "SENT", "ERROR");
   for (const Attempt& attempt : entry.attempts) {
-    out += fmt::format("  {:>7}  {:<24}  {:<24}  {:<10}  {:>4}  {:>9}  {}\n", attempt.attempt,
-                       format_timestamp(attempt.started_at), time_or_dash(attempt.finished_at),
-                       attempt.outcome ? std::string(store::to_string(*attempt.outcome)) : "running",
-                       attempt.http_status ? std::to_string(*attempt.http_status) : "-",
-                       format_bytes(attempt.bytes_sent), text_or_dash(attempt.error));
+    // An open attempt: its bytes so far are the job's; without a daemon, nothing runs it.
+    std::string outcome = attempt.outcome       ? std::string(store::to_string(*attempt.outcome))
+                          : view.daemon_running ? "running"
+                                                : "interrupted";
+    const std::uint64_t sent = attempt.outcome ? attempt.bytes_sent : std::max(attempt.bytes_sent, job.bytes_sent);
+    out += fmt::format("  {:>7}  {:<24}  {:<24}  {:<11}  {:>4}  {:>9}  {}\n", attempt.attempt,
+                       format_timestamp(attempt.started_at), time_or_dash(attempt.finished_at), outcome,
+                       attempt.http_status ? std::to_string(*attempt.http_status) : "-", format_bytes(sent),
+                       text_or_dash(attempt.error));
   }
   return out;
 }
@@ -243,7 +280,7 @@ std::string render_status(const StatusReport& status, WallTime now) {
   } else {
     out += "uploads:  waiting for the daemon\n";
   }
-  if (status.daemon_running) out += "rate:     " + format_rate(status.daemon->upload_rate_bytes_per_s) + "\n";
+  if (status.daemon_running) out += "rate:     " + format_rate(status.upload_rate_bytes_per_s) + "\n";
   out += "\n";
   out += fmt::format("{:<10}  {:>8}  {:>10}\n", "STATE", "JOBS", "BYTES");
   for (const auto& state : status.states) {
@@ -273,6 +310,7 @@ boost::json::object job_json(const Job& job) {
   o["created_at"] = format_timestamp(job.created_at);
   o["updated_at"] = format_timestamp(job.updated_at);
   o["finished_at"] = json_time(job.finished_at);
+  o["duplicate_of"] = json_number(job.duplicate_of);
   return o;
 }
 
@@ -317,7 +355,7 @@ boost::json::object status_json(const StatusReport& status, WallTime now) {
   o["daemon"] = std::move(daemon);
   o["paused"] = status.paused_since.has_value();
   o["states"] = std::move(states);
-  const double rate = status.daemon_running ? status.daemon->upload_rate_bytes_per_s : 0.0;
+  const double rate = status.daemon_running ? status.upload_rate_bytes_per_s : 0.0;
   o["upload_rate_bytes_per_s"] = static_cast<std::uint64_t>(std::llround(std::max(0.0, rate)));
   return o;
 }

@@ -1,6 +1,6 @@
 #pragma once
 
-// CONTRACT §8. The values of sysexits.h, named for what they mean to modeldrop.
+// docs/cli.md. The values of sysexits.h, named for what they mean to modeldrop.
 namespace modeldrop::exit_code {
 inline constexpr int kSuccess = 0;
 inline constexpr int kRuntimeError = 1;

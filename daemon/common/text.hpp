@@ -16,7 +16,7 @@ std::size_t edit_distance(std::string_view a, std::string_view b);
 // The candidate closest to `word` if it is a plausible typo of it.
 std::optional<std::string> closest_match(std::string_view word, std::span<const std::string_view> candidates);
 
-// Invalid UTF-8 sequences replaced by U+FFFD, so the text can go into JSON (CONTRACT §2).
+// Invalid UTF-8 sequences replaced by U+FFFD, so the text can go into JSON (docs/cli.md).
 std::string sanitize_utf8(std::string_view text);
 
 // Text that may hold any byte (a file name, an API's error) as one line of valid UTF-8 for a

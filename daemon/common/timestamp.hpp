@@ -10,7 +10,7 @@ namespace modeldrop {
 using WallClock = std::chrono::system_clock;
 using WallTime = WallClock::time_point;
 
-// CONTRACT §4: UTC "YYYY-MM-DDTHH:MM:SS.sssZ". Sorting the text sorts the times.
+// docs/database.md: UTC "YYYY-MM-DDTHH:MM:SS.sssZ". Sorting the text sorts the times.
 std::string format_timestamp(WallTime t);
 std::optional<WallTime> parse_timestamp(std::string_view text);
 

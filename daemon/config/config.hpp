@@ -12,7 +12,7 @@
 
 namespace modeldrop::config {
 
-// Every key of CONTRACT §3 with its default. Built only by load_config, then never changed:
+// Every key of docs/configuration.md with its default. Built only by load_config, then never changed:
 // a reload builds a new Config.
 
 struct ApiConfig {
@@ -114,7 +114,7 @@ struct Config {
 
 inline constexpr const char* kDefaultConfigPath = "/etc/modeldrop/modeldrop.yaml";
 
-// --config, else $MODELDROP_CONFIG, else the default path (CONTRACT §2).
+// --config, else $MODELDROP_CONFIG, else the default path (docs/cli.md).
 std::filesystem::path config_path_from(const std::optional<std::string>& flag);
 
 std::string_view to_string(SuccessAction action);

@@ -168,7 +168,7 @@ class ConfigReader {
       bool planned = false;
       for (auto candidate : kPlannedKeys) planned = planned || candidate == key;
       if (planned) {
-        report(key_node, key_path, "not supported by this version (planned in the CONTRACT, not built yet)");
+        report(key_node, key_path, "not supported by this version (planned, not built yet)");
         continue;
       }
       std::string message = "unknown key";

@@ -17,7 +17,7 @@ struct TokenEnvironment {
   static TokenEnvironment from_process();
 };
 
-// CONTRACT §3: api.token_file, then $CREDENTIALS_DIRECTORY/api-token, then $NEBIUS_API_KEY;
+// docs/configuration.md: api.token_file, then $CREDENTIALS_DIRECTORY/api-token, then $NEBIUS_API_KEY;
 // first found wins; surrounding whitespace trimmed. Messages never contain the token.
 struct TokenLookup {
   std::optional<std::string> token;

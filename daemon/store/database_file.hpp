@@ -9,7 +9,7 @@
 
 namespace modeldrop::store {
 
-// CONTRACT §4: the database and its directory belong to group `modeldrop` where it exists, so
+// docs/database.md: the database and its directory belong to group `modeldrop` where it exists, so
 // its members can query and steer, and nobody else can.
 inline constexpr unsigned kDatabaseFileMode = 0660;
 inline constexpr unsigned kDatabaseDirectoryMode = 02770;  // setgid: -wal and -shm inherit the group

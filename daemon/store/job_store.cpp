@@ -4,13 +4,16 @@
 #include "store/migrations.hpp"
 
 #include <fcntl.h>
+#include <fnmatch.h>
 #include <signal.h>
+#include <sqlite3.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <cerrno>
 #include <cmath>
+#include <cstring>
 #include <string>
 
 namespace modeldrop::store {
@@ -63,6 +66,9 @@ constexpr std::string_view kJobColumns =
     "bytes_sent, file_id, file_status, file_status_details, http_status, last_error, created_at, updated_at, "
     "finished_at, device, inode, mtime_ns, budget_started_at, progress_at_ms, upload_rate_bytes_per_s, "
     "duplicate_of, ready_marker_path, validate";
+
+// How many columns kJobColumns names: the first index after them.
+constexpr int kJobColumnCount = static_cast<int>(std::count(kJobColumns.begin(), kJobColumns.end(), ',')) + 1;
 
 // "SELECT <job columns> FROM jobs <rest>", built once per call site.
 std::string select_jobs(std::string_view rest) {
@@ -598,7 +604,7 @@ namespace {
 
 // One statement: finding and taking the job cannot be split by another writer. The subquery
 // walks index jobs_state (state, id, next_attempt_at) oldest first and stops at the first due job.
-// With dedupe, a job may only be claimed once its content hash is known (CONTRACT §6).
+// With dedupe, a job may only be claimed once its content hash is known (docs/http.md).
 const std::string& claim_next_sql(bool require_sha256) {
   static const auto build = [](std::string_view hashed) {
     return returning_job(
@@ -767,7 +773,7 @@ Result<Job> JobStore::finish_attempt(const AttemptReport& report, WallTime now) 
     effective.outcome = AttemptOutcome::aborted;
     effective.error = error;
   } else if (success_outcome && report.sent_file && *report.sent_file != file) {
-    // The file changed while it was sent (CONTRACT §5): that success is not accepted.
+    // The file changed while it was sent (docs/http.md): that success is not accepted.
     effective.outcome = AttemptOutcome::aborted;
     effective.error = "the file changed while it was sent";
     effective.next_state = JobState::pending;
@@ -1008,7 +1014,7 @@ Result<bool> JobStore::set_sha256(JobId job_id, std::string_view sha256_hex, con
 
 Result<std::optional<Job>> JobStore::find_succeeded_by_sha256(std::string_view sha256_hex,
                                                               const std::optional<std::string>& project_id) {
-  // IS: a job without a project matches only another job without one (CONTRACT §6).
+  // IS: a job without a project matches only another job without one (docs/http.md).
   static const std::string sql =
       select_jobs("WHERE sha256 = ?1 AND project_id IS ?2 AND state = 'succeeded' ORDER BY id LIMIT 1");
   auto statement = db_.prepare(sql);
@@ -1107,9 +1113,15 @@ Result<std::vector<JobRequestResult>> JobStore::cancel(std::span<const JobId> jo
   return for_each_requested_job(jobs, refusal, change);
 }
 
-Result<std::vector<JobRequestResult>> JobStore::retry(std::span<const JobId> jobs, WallTime now) {
+Result<std::vector<JobRequestResult>> JobStore::retry(std::span<const JobId> jobs, WallTime now, Retry which) {
   const auto refusal = [&](const Job& job) -> Result<std::optional<Error>> {
-    if (job.state != JobState::failed && job.state != JobState::cancelled) {
+    if (job.state == JobState::succeeded && which == Retry::unfinished) {
+      return std::optional<Error>{make_error("job " + std::to_string(job.id) + " has already succeeded (" +
+                                                 job.file_id.value_or("no file id") +
+                                                 "); `retry --force` uploads it again",
+                                             StoreErrc::illegal_transition)};
+    }
+    if (job.state != JobState::failed && job.state != JobState::cancelled && job.state != JobState::succeeded) {
       return std::optional<Error>{illegal(job, "only failed or cancelled jobs can be retried")};
     }
     auto running = has_open_attempt(job.id);
@@ -1132,7 +1144,9 @@ Result<std::vector<JobRequestResult>> JobStore::retry(std::span<const JobId> job
   const auto change = [&](JobId id) -> Result<void> {
     auto update = db_.prepare(
         "UPDATE jobs SET state = 'pending', attempts = 0, budget_started_at = ?2, next_attempt_at = NULL, "
-        "finished_at = NULL, bytes_sent = 0, last_error = NULL, updated_at = ?2 WHERE id = ?1");
+        "finished_at = NULL, bytes_sent = 0, last_error = NULL, updated_at = ?2, "
+        "file_id = NULL, file_status = NULL, file_status_details = NULL, http_status = NULL, duplicate_of = NULL "
+        "WHERE id = ?1");
     if (!update) return update.error();
     StatementReset reset(**update);
     (*update)->bind_all(id, timestamp(now));
@@ -1230,6 +1244,94 @@ Result<std::vector<Job>> JobStore::list_jobs(std::span<const JobState> states, s
   std::sort(jobs.begin(), jobs.end(), [](const Job& a, const Job& b) { return a.id > b.id; });
   if (jobs.size() > limit) jobs.resize(limit);
   return jobs;
+}
+
+namespace {
+
+// modeldrop_name_matches(path, glob): `modeldrop jobs --name`, with fnmatch as the watcher's
+// patterns use it (case-insensitive); on the file name unless the glob names directories too.
+void name_matches(sqlite3_context* context, int /*argc*/, sqlite3_value** values) {
+  const auto* path = reinterpret_cast<const char*>(sqlite3_value_text(values[0]));
+  const auto* glob = reinterpret_cast<const char*>(sqlite3_value_text(values[1]));
+  if (path == nullptr || glob == nullptr) {
+    sqlite3_result_int(context, 0);
+    return;
+  }
+  const char* subject = path;
+  if (std::strchr(glob, '/') == nullptr) {
+    if (const char* slash = std::strrchr(path, '/')) subject = slash + 1;
+  }
+  sqlite3_result_int(context, ::fnmatch(glob, subject, FNM_CASEFOLD) == 0 ? 1 : 0);
+}
+
+// The WHERE clause of a JobFilter, its values bound from ?1 on.
+struct FilterClause {
+  std::string sql;
+  std::vector<std::string> values;
+};
+
+FilterClause filter_clause(const JobFilter& filter) {
+  FilterClause clause;
+  std::vector<std::string> conditions;
+  if (!filter.states.empty()) {
+    std::string in;
+    for (const auto state : filter.states) {
+      clause.values.emplace_back(to_string(state));
+      in += (in.empty() ? "?" : ", ?") + std::to_string(clause.values.size());
+    }
+    conditions.push_back("state IN (" + in + ")");
+  }
+  if (filter.created_since) {
+    clause.values.push_back(timestamp(*filter.created_since));
+    conditions.push_back("created_at >= ?" + std::to_string(clause.values.size()));
+  }
+  if (filter.name_glob) {
+    clause.values.push_back(*filter.name_glob);
+    conditions.push_back("modeldrop_name_matches(path, ?" + std::to_string(clause.values.size()) + ")");
+  }
+  for (const auto& condition : conditions) clause.sql += (clause.sql.empty() ? "WHERE " : " AND ") + condition;
+  return clause;
+}
+
+}  // namespace
+
+Result<JobPage> JobStore::find_jobs(const JobFilter& filter, std::size_t limit) {
+  if (filter.name_glob) {
+    const int rc =
+        sqlite3_create_function_v2(db_.handle(), "modeldrop_name_matches", 2, SQLITE_UTF8 | SQLITE_DETERMINISTIC,
+                                   nullptr, name_matches, nullptr, nullptr, nullptr);
+    if (rc != SQLITE_OK) return make_error(std::string("cannot filter by name: ") + sqlite3_errstr(rc));
+  }
+  const FilterClause clause = filter_clause(filter);
+  auto snapshot = ReadSnapshot::begin(db_);
+  if (!snapshot) return snapshot.error();
+  JobPage page;
+  {
+    auto count = db_.prepare("SELECT COUNT(*) FROM jobs " + clause.sql);
+    if (!count) return count.error();
+    StatementReset reset(**count);
+    for (std::size_t i = 0; i < clause.values.size(); ++i) (*count)->bind(static_cast<int>(i + 1), clause.values[i]);
+    auto row = (*count)->step();
+    if (!row) return row.error();
+    page.total = (*count)->int64(0);
+  }
+  const int limit_index = static_cast<int>(clause.values.size() + 1);
+  // Attempt numbers run 1, 2, ... per job: the highest is how many were made (a primary-key lookup).
+  auto list = db_.prepare("SELECT " + std::string(kJobColumns) +
+                          ", (SELECT MAX(attempt) FROM attempts WHERE attempts.job_id = jobs.id) FROM jobs " +
+                          clause.sql + " ORDER BY id DESC LIMIT ?" + std::to_string(limit_index));
+  if (!list) return list.error();
+  StatementReset reset(**list);
+  for (std::size_t i = 0; i < clause.values.size(); ++i) (*list)->bind(static_cast<int>(i + 1), clause.values[i]);
+  (*list)->bind(limit_index, limit);
+  for (;;) {
+    auto row = (*list)->step();
+    if (!row) return row.error();
+    if (!*row) break;
+    page.jobs.push_back(read_job(**list));
+    page.attempts_made.push_back(static_cast<int>((*list)->optional_int64(kJobColumnCount).value_or(0)));
+  }
+  return page;
 }
 
 Result<std::vector<StateSummary>> JobStore::summary() {

@@ -1,6 +1,6 @@
 #pragma once
 
-// The durable job queue (CONTRACT §4, §6): the only code that speaks SQL. Synchronous and
+// The durable job queue (docs/database.md and docs/http.md): the only code that speaks SQL. Synchronous and
 // single-threaded: the daemon runs it on its store thread (StoreWorker), the CLI directly.
 // Every method that changes something is atomic on its own (its own transaction, or a
 // savepoint inside the store worker's batch). Times come from the caller.
@@ -36,7 +36,7 @@ enum class AttemptOutcome { succeeded, retry, failed, held, aborted, reconciled 
 std::string_view to_string(AttemptOutcome outcome);
 std::optional<AttemptOutcome> parse_attempt_outcome(std::string_view text);
 
-// What makes a file "the same file" (CONTRACT §6), as stat() reports it.
+// What makes a file "the same file" (docs/database.md), as stat() reports it.
 struct FileIdentity {
   std::uint64_t device = 0;
   std::uint64_t inode = 0;
@@ -45,7 +45,7 @@ struct FileIdentity {
   friend bool operator==(const FileIdentity&, const FileIdentity&) = default;
 };
 
-// One row of `jobs`: the CONTRACT §4 columns, then modeldrop's own.
+// One row of `jobs`: the public columns (docs/database.md), then modeldrop's own.
 struct Job {
   JobId id = 0;
   std::filesystem::path path;
@@ -105,7 +105,7 @@ struct NewJob {
 
 enum class EnqueueEffect {
   inserted,  // a new job
-  updated,   // an unfinished job for this path took the file's new identity (CONTRACT §6)
+  updated,   // an unfinished job for this path took the file's new identity (docs/http.md)
   unchanged  // this very file is already queued, or was (never queued twice)
 };
 
@@ -187,6 +187,20 @@ struct JobRequestResult {
   JobState previous_state = JobState::pending;  // when known
 };
 
+// Which jobs `modeldrop jobs` lists: every condition given must hold.
+struct JobFilter {
+  std::vector<JobState> states;  // any of these; every state when empty
+  // A shell glob, case-insensitive, on the file name; on the whole path when it contains a '/'.
+  std::optional<std::string> name_glob;
+  std::optional<WallTime> created_since;
+};
+
+struct JobPage {
+  std::vector<Job> jobs;           // newest first, at most the limit
+  std::vector<int> attempts_made;  // per job: every attempt row (held, aborted, running included)
+  std::int64_t total = 0;          // jobs the filter matches, the limit aside
+};
+
 struct StateSummary {
   JobState state = JobState::pending;
   std::int64_t jobs = 0;
@@ -209,7 +223,7 @@ struct StoreOptions {
   // How long one statement waits for another connection's lock (outside readers never block
   // it in WAL mode; an outside writer may).
   std::chrono::milliseconds busy_timeout{5000};
-  // Owner group of a database the daemon creates, when the group exists (CONTRACT §4).
+  // Owner group of a database the daemon creates, when the group exists (docs/database.md).
   std::string group = "modeldrop";
 };
 
@@ -223,7 +237,7 @@ class JobStore {
   // The CLI's store: an existing modeldrop database only (StoreErrc::no_database otherwise).
   static Result<JobStore> open_existing(const std::filesystem::path& file, const StoreOptions& options = {});
 
-  // -- Daemon registration (CONTRACT §4 `daemon`): one daemon per database.
+  // -- Daemon registration (docs/database.md `daemon`): one daemon per database.
   // Fails with daemon_already_running when another live process is registered; a row whose
   // pid is gone is stale and replaced. A caller holding the DaemonLock knows every other row
   // is stale, even one whose pid now belongs to an unrelated process (after a reboot).
@@ -294,7 +308,7 @@ class JobStore {
   // The pending job whose file is at `current_path` (for a watcher event on a queued file).
   Result<std::optional<Job>> pending_job_for_path(const std::filesystem::path& current_path);
 
-  // -- Dedupe (CONTRACT §6).
+  // -- Dedupe (docs/http.md).
   // Records the content hash of `hashed_file`; ignored (false) if the job's file has changed since.
   Result<bool> set_sha256(JobId job, std::string_view sha256_hex, const FileIdentity& hashed_file, WallTime now);
   // A succeeded job with this content for this project (none equals none).
@@ -318,8 +332,12 @@ class JobStore {
   // Pending or uploading -> cancelled (a running upload learns of it via cancelled_among).
   Result<std::vector<JobRequestResult>> cancel(std::span<const JobId> jobs, WallTime now);
   // Failed or cancelled -> pending with a fresh budget, from current_path. Refused for a job
-  // whose file is gone, or whose cancelled upload the daemon has not stopped yet.
-  Result<std::vector<JobRequestResult>> retry(std::span<const JobId> jobs, WallTime now);
+  // whose file is gone, or whose cancelled upload the daemon has not stopped yet. With
+  // `again`, a succeeded job too: its file id is forgotten and the file is sent once more
+  // (its known sha256 is kept, so dedupe does not answer with the job's own earlier upload).
+  enum class Retry { unfinished, again };
+  Result<std::vector<JobRequestResult>> retry(std::span<const JobId> jobs, WallTime now,
+                                              Retry which = Retry::unfinished);
   // Every failed job whose file is still there; returns the ids retried.
   Result<std::vector<JobId>> retry_failed(WallTime now);
 
@@ -328,6 +346,8 @@ class JobStore {
   Result<std::optional<JobWithAttempts>> job_with_attempts(JobId job);
   // Newest first; every state when `states` is empty.
   Result<std::vector<Job>> list_jobs(std::span<const JobState> states, std::size_t limit);
+  // Newest first, with how many match in all (for "... N more").
+  Result<JobPage> find_jobs(const JobFilter& filter, std::size_t limit);
   // Jobs and bytes for every state, zeros included, in lifecycle order.
   Result<std::vector<StateSummary>> summary();
   // The earliest time a pending job is due (now for one without next_attempt_at); none when
@@ -336,7 +356,7 @@ class JobStore {
   // Pending jobs whose content hash is not known yet, oldest first (the daemon's hash stage).
   Result<std::vector<Job>> pending_without_sha256(std::size_t limit);
   // Records the ai_project_id the daemon sends for a job queued without one (`modeldrop add`
-  // without --project gets api.project_id, CONTRACT §2); a job with a project keeps it.
+  // without --project gets api.project_id, docs/cli.md); a job with a project keeps it.
   Result<void> set_project_id(JobId job, std::string_view project_id, WallTime now);
   // SQLite's plan for claim_next, one line per step (the index test checks it).
   Result<std::vector<std::string>> explain_claim_next();
@@ -353,7 +373,7 @@ class JobStore {
   // -- Change detection for the daemon.
   // True when another connection (`modeldrop`, sqlite3) committed a change since the last
   // call. Cheap enough to poll every few hundred milliseconds; polled every 250-500 ms, the
-  // daemon sees a CLI request well within CONTRACT §2's 1 second.
+  // daemon sees a CLI request well within the 1 second docs/cli.md promises.
   Result<bool> external_change_seen();
   // Of `in_flight` (jobs this daemon is uploading), those that are now cancelled.
   Result<std::vector<JobId>> cancelled_among(std::span<const JobId> in_flight);

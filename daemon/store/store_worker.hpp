@@ -43,7 +43,7 @@ class StoreWorker {
     // A batch that keeps failing (a full disk) is reported once, then at most this often.
     std::chrono::milliseconds failure_report_interval{30000};
     // After stop(), how long a batch that cannot be written is still tried before the rest of
-    // the queue is abandoned (the daemon must exit within 10 s; CONTRACT §7).
+    // the queue is abandoned (the daemon must exit within 10 s; docs/files.md).
     std::chrono::milliseconds stop_grace{500};
   };
 

@@ -1,6 +1,6 @@
 #pragma once
 
-// Parsers for what the API answers (../shared/api/upload-openapi.yaml). Pure functions on
+// Parsers for what the API answers (tests/support/fake_api/upload-openapi.yaml). Pure functions on
 // untrusted text: any input gives a value or nullopt, never a crash (fuzzed).
 
 #include <cstdint>
@@ -11,7 +11,7 @@
 
 namespace modeldrop::upload {
 
-// OpenAIFile: `id` must be a non-empty string for the answer to count (CONTRACT §6).
+// OpenAIFile: `id` must be a non-empty string for the answer to count (docs/http.md).
 struct OpenAIFile {
   std::string id;
   std::optional<std::int64_t> bytes;

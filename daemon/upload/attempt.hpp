@@ -15,7 +15,7 @@
 
 namespace modeldrop::upload {
 
-// Which file a job means (CONTRACT §5/§6): device and inode say which file, size and mtime
+// Which file a job means (docs/http.md): device and inode say which file, size and mtime
 // whether it changed.
 struct FileIdentity {
   std::uint64_t device = 0;
@@ -84,12 +84,12 @@ struct UploadResult {
   bool body_complete = false;         // the whole request body went out
   bool answered_early = false;        // the response arrived before the body was complete
   std::optional<std::string> sha256;  // lowercase hex, when computed over the whole file
-  FileIdentity file_after;            // stat after sending (size/mtime check of CONTRACT §5)
+  FileIdentity file_after;            // stat after sending (size/mtime check of docs/http.md)
   bool reused_connection = false;     // the request went over a kept-alive connection
 
   // The first header with this (lowercase) name.
   [[nodiscard]] const std::string* header(std::string_view lowercase_name) const;
-  // A 2xx to a request sent whole, from an unchanged file: the only case CONTRACT §6 may accept.
+  // A 2xx to a request sent whole, from an unchanged file: the only case docs/http.md may accept.
   [[nodiscard]] bool accepted_2xx() const {
     return error == AttemptError::none && http_status && *http_status >= 200 && *http_status < 300 && body_complete;
   }

@@ -7,7 +7,7 @@
 
 namespace modeldrop::upload {
 
-// CONTRACT §5: the multipart filename as a quoted-string the API's Python parsers decode:
+// docs/http.md: the multipart filename as a quoted-string the API's Python parsers decode:
 // `\` and `"` backslash-escaped, control characters (which cannot appear in a header) as
 // %XX, valid UTF-8 kept as is, bytes that are not valid UTF-8 as %XX. Without the quotes.
 std::string quote_filename(std::string_view filename);

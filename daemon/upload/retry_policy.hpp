@@ -1,6 +1,6 @@
 #pragma once
 
-// What happens after an attempt: CONTRACT §6 as code. Pure: the clock reading and the
+// What happens after an attempt: docs/http.md as code. Pure: the clock reading and the
 // random source are arguments, so every row of the table is tested without sleeping.
 
 #include "common/duration.hpp"
@@ -31,12 +31,12 @@ enum class Verdict {
 std::string_view to_string(Verdict verdict);
 
 // The server's wish for the next attempt: `retry-after-ms`, else `Retry-After` in seconds or
-// as an HTTP date; capped at 1 h (CONTRACT §6). nullopt when absent or unreadable.
+// as an HTTP date; capped at 1 h (docs/http.md). nullopt when absent or unreadable.
 std::optional<Duration> server_retry_delay(const UploadResult& result, WallTime now);
 std::optional<Duration> parse_retry_after(std::string_view value, WallTime now);
 std::optional<Duration> parse_retry_after_ms(std::string_view value);
 
-// The attempt as CONTRACT §6 sees it, before budgets are applied.
+// The attempt as docs/http.md sees it, before budgets are applied.
 struct Classification {
   Verdict verdict = Verdict::retry;
   std::string reason;  // the attempt's `error` / the job's `last_error`; empty for a success

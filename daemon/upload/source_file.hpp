@@ -26,7 +26,7 @@ using FileResult = boost::system::result<T, FileProblem>;
 // it when it queues a file; tests and benchmarks use it to fill UploadRequest::expected).
 FileResult<FileIdentity> identify_file(const std::filesystem::path& path);
 
-// The one descriptor an attempt reads the archive from (CONTRACT §5): opened with O_NOFOLLOW
+// The one descriptor an attempt reads the archive from (docs/http.md): opened with O_NOFOLLOW
 // and checked to be the queued file, unchanged, before a byte is sent.
 class SourceFile {
  public:

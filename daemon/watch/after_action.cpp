@@ -199,7 +199,7 @@ Result<fs::path> move_across_filesystems(const fs::path& file, const fs::path& d
 
   // The copy is an unnamed file (O_TMPFILE), named only once complete: a crash during the copy
   // leaves nothing behind in `dir`. Where that is impossible (no O_TMPFILE, no /proc), a dot
-  // name, ignored by any watcher that might see the done directory (CONTRACT §3).
+  // name, ignored by any watcher that might see the done directory (docs/configuration.md).
   std::string temporary;
   int fd = ::access("/proc/self/fd", X_OK) == 0 ? ::open(dir.c_str(), O_TMPFILE | O_WRONLY | O_CLOEXEC, 0600) : -1;
   if (fd < 0 && (errno == EOPNOTSUPP || errno == EISDIR || errno == EINVAL || errno == ENOENT || errno == EACCES)) {

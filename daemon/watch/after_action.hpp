@@ -14,7 +14,7 @@ namespace modeldrop::watch {
 // .tar that ends the name (case-insensitive), else the last extension, else "".
 std::string_view archive_extension(std::string_view name);
 
-// CONTRACT §3: "model.tar.gz" with n = 2 is "model.2.tar.gz"; n = 0 is the name itself. A
+// docs/configuration.md: "model.tar.gz" with n = 2 is "model.2.tar.gz"; n = 0 is the name itself. A
 // numbered name never exceeds NAME_MAX (255 bytes): a long stem is cut short to fit.
 std::string numbered_name(std::string_view name, unsigned n);
 
@@ -32,7 +32,7 @@ Result<std::filesystem::path> move_into(const std::filesystem::path& file, const
 // Unlinks `file`; a file already gone counts as removed.
 Result<void> remove_file(const std::filesystem::path& file);
 
-// The watch entry's on_success / on_failure for a job's file (CONTRACT §3). The result is the
+// The watch entry's on_success / on_failure for a job's file (docs/configuration.md). The result is the
 // file's new current_path: unchanged for keep, the new path for move, nullopt once deleted.
 Result<std::optional<std::filesystem::path>> apply_success_action(const config::WatchConfig& watch,
                                                                   const std::filesystem::path& file);

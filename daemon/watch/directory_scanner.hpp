@@ -14,7 +14,7 @@ class ScanVisitor {
  public:
   virtual ~ScanVisitor() = default;
   // Called before a directory's entries are read, so a watch added here cannot miss a file
-  // created after the listing (CONTRACT §7). False skips the directory.
+  // created after the listing (docs/files.md). False skips the directory.
   virtual bool enter_directory(const std::filesystem::path& dir) = 0;
   // A regular file whose name the filter accepts.
   virtual void found_file(const std::filesystem::path& file, const FileState& state) = 0;

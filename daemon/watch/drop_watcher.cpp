@@ -27,6 +27,7 @@
 #include <fstream>
 #include <map>
 #include <unordered_map>
+#include <unordered_set>
 
 namespace modeldrop::watch {
 namespace {
@@ -39,7 +40,7 @@ using Activity = SettleTracker::Activity;
 // IN_EXCL_UNLINK: a file unlinked while open stops producing events; IN_ONLYDIR: a watch
 // path replaced by a file fails instead of watching the file.
 // IN_ATTRIB: an mtime set after the last write (cp -p, touch) changes the file's identity
-// (CONTRACT §6), so a reported file is settled and reported again.
+// (docs/http.md), so a reported file is settled and reported again.
 constexpr std::uint32_t kWatchMask = IN_CLOSE_WRITE | IN_MOVED_TO | IN_MODIFY | IN_CREATE | IN_ATTRIB | IN_DELETE |
                                      IN_MOVED_FROM | IN_DELETE_SELF | IN_MOVE_SELF | IN_ONLYDIR | IN_EXCL_UNLINK;
 
@@ -47,6 +48,9 @@ constexpr std::uint32_t kWatchMask = IN_CLOSE_WRITE | IN_MOVED_TO | IN_MODIFY | 
 constexpr std::size_t kReadBufferBytes = 256 * 1024;
 
 constexpr auto kRepeatedWarningInterval = std::chrono::minutes(1);
+
+// Names logged as matching no pattern; past this the memory starts afresh (a name may be logged again).
+constexpr std::size_t kUnmatchedNamesRemembered = 4096;
 
 std::string normalized(const fs::path& path) {
   std::string text = path.lexically_normal().string();
@@ -160,7 +164,7 @@ class DropWatcher::Impl : public std::enable_shared_from_this<DropWatcher::Impl>
     if (running_ || stopped_) return;
     running_ = true;
     open_inotify();
-    // CONTRACT §7: every watch first, then the scans, so nothing slips in between.
+    // docs/files.md: every watch first, then the scans, so nothing slips in between.
     std::vector<bool> present;
     for (auto& root : roots_) present.push_back(add_root_watch(*root));
     for (std::size_t i = 0; i < roots_.size(); ++i) {
@@ -409,7 +413,10 @@ class DropWatcher::Impl : public std::enable_shared_from_this<DropWatcher::Impl>
 
   void handle_file_event(Root& root, const std::string& path, std::string_view name, std::uint32_t mask) {
     if (handle_ready_marker_event(root, path, mask)) return;
-    if (!root.filter.accepts(name)) return;
+    if (!root.filter.accepts(name)) {
+      if ((mask & (IN_CLOSE_WRITE | IN_MOVED_TO)) != 0) note_unmatched(root, path, name);
+      return;
+    }
     if ((mask & (IN_DELETE | IN_MOVED_FROM)) != 0) {
       tracker_.forget(path);
       files_.erase(path);
@@ -419,7 +426,9 @@ class DropWatcher::Impl : public std::enable_shared_from_this<DropWatcher::Impl>
     // A settling file's deadline check compares mtime and ctime anyway; an attribute change must
     // not end the wait for a writer that has not closed yet.
     if ((mask & IN_ATTRIB) != 0 && tracker_.contains(path)) return;
-    const Activity activity = (mask & (IN_MODIFY | IN_CREATE)) != 0 ? Activity::written : Activity::closed;
+    const Activity activity = (mask & (IN_MODIFY | IN_CREATE)) != 0 ? Activity::written
+                              : (mask & IN_MOVED_TO) != 0           ? Activity::renamed
+                                                                    : Activity::closed;
     struct stat st {};
     if (::lstat(path.c_str(), &st) != 0) {
       const int error = errno;
@@ -456,6 +465,16 @@ class DropWatcher::Impl : public std::enable_shared_from_this<DropWatcher::Impl>
         SettleTracker::Verdict::ready) {
       report(path, known, state);
     }
+  }
+
+  // A name no pattern matches (notes.txt) is left alone; saying so once tells the user why.
+  // Temporary names (.part, dot-files) are expected to be renamed and are not worth a line.
+  void note_unmatched(const Root& root, const std::string& path, std::string_view name) {
+    if (is_ignored_name(name)) return;
+    if (unmatched_logged_.size() >= kUnmatchedNamesRemembered) unmatched_logged_.clear();
+    if (!unmatched_logged_.insert(path).second) return;
+    spdlog::info("ignoring {}: its name matches none of the watch's patterns ({})", path,
+                 fmt::join(root.filter.patterns(), ", "));
   }
 
   // With a ready_marker, "x.zip.ready" names the archive "x.zip" when the watch queues that name.
@@ -842,6 +861,7 @@ class DropWatcher::Impl : public std::enable_shared_from_this<DropWatcher::Impl>
   std::map<std::string, int> wd_by_path_;   // ordered: a subtree is a key range
   std::map<std::string, KnownFile> files_;  // ordered: a subtree is a key range
   SettleTracker tracker_;
+  std::unordered_set<std::string> unmatched_logged_;
   std::uint64_t generation_ = 0;
   std::size_t overflows_ = 0;
 

@@ -41,7 +41,7 @@ class WatchEvents {
  public:
   virtual ~WatchEvents() = default;
   // May repeat for the same file (startup, reconfigure, a change that restored the same
-  // state): the receiver is idempotent (CONTRACT §6 same-file rule).
+  // state): the receiver is idempotent (the same-file rule of docs/database.md).
   virtual void file_ready(const ReadyFile& file) = 0;
   // A matching name was deleted or moved away (whether or not it was reported).
   virtual void file_removed(const std::filesystem::path& path) = 0;
@@ -64,9 +64,9 @@ struct DropWatcherOptions {
   std::size_t watch_limit_for_test = 0;
 };
 
-// Watches the drop directories (CONTRACT §3, §6, §7) and reports every complete archive once it
-// has settled. Everything runs on the io_context's thread; the only blocking work is stat and
-// readdir of the watched directories.
+// Watches the drop directories (docs/configuration.md, docs/http.md and docs/files.md) and reports every complete
+// archive once it has settled. Everything runs on the io_context's thread; the only blocking work is stat and readdir
+// of the watched directories.
 class DropWatcher {
  public:
   enum class Mode {
@@ -81,7 +81,7 @@ class DropWatcher {
   DropWatcher(const DropWatcher&) = delete;
   DropWatcher& operator=(const DropWatcher&) = delete;
 
-  // Adds every watch first, then scans every directory (CONTRACT §7: nothing slips between).
+  // Adds every watch first, then scans every directory (docs/files.md: nothing slips between).
   void start();
   // Removes every watch and timer; nothing is reported afterwards.
   void stop();

@@ -8,7 +8,7 @@
 namespace modeldrop::watch {
 
 // What stat says about a file, reduced to what decides "same file" and "still being written"
-// (CONTRACT §3 settle, §6 same-file rule).
+// (`settle` in docs/configuration.md, the same-file rule in docs/database.md).
 struct FileState {
   dev_t device = 0;
   ino_t inode = 0;

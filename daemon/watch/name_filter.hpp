@@ -6,7 +6,7 @@
 
 namespace modeldrop::watch {
 
-// CONTRACT §3: names starting with "." and names ending in .part, .partial, .tmp, .crdownload,
+// docs/configuration.md: names starting with "." and names ending in .part, .partial, .tmp, .crdownload,
 // .swp or "~" are files still being written; writers rename them when complete.
 bool is_ignored_name(std::string_view name);
 

@@ -13,6 +13,10 @@ SettleTracker::Verdict SettleTracker::observe(const std::string& path, const Fil
   pending.state = state;
   pending.settle = settle;
   pending.writing = activity == Activity::written;
+  if (activity == Activity::renamed) {
+    forget(path);
+    return Verdict::ready;
+  }
   if (settle == Duration::zero()) {
     if (pending.writing) {
       unschedule(pending);

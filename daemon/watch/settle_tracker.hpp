@@ -13,7 +13,7 @@
 
 namespace modeldrop::watch {
 
-// Decides when a file is completely written (CONTRACT §3 `settle`): ready once its size, mtime
+// Decides when a file is completely written (docs/configuration.md `settle`): ready once its size, mtime
 // and ctime stayed unchanged for `settle` after the last change. Pure logic: the caller passes
 // the time and the stat results, and drives every file with one timer set to next_deadline().
 class SettleTracker {
@@ -22,7 +22,8 @@ class SettleTracker {
 
   enum class Activity {
     written,  // IN_MODIFY / IN_CREATE: a writer may still be writing
-    closed,   // IN_CLOSE_WRITE / IN_MOVED_TO: the writer let go of it
+    closed,   // IN_CLOSE_WRITE: the writer let go of it
+    renamed,  // IN_MOVED_TO: a writer renamed a finished file into place; complete at once
     seen,     // a directory scan found it (no event says anything about it)
   };
 
@@ -35,6 +36,7 @@ class SettleTracker {
 
   // Every event restarts the file's settle period; a scan restarts it only when the state
   // differs from the last one seen, so periodic scans cannot keep a quiet file from settling.
+  // A rename into place is the writer saying the file is complete: ready without a wait.
   Verdict observe(const std::string& path, const FileState& state, Activity activity, Duration settle, TimePoint now);
 
   // The earliest deadline of any settling file.

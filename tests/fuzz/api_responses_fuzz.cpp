@@ -1,6 +1,6 @@
 // What the API answers is untrusted text: the OpenAIFile, list and error parsers give a value
 // or nothing for any body, and the error text that goes into `last_error` is bounded, valid
-// UTF-8 (CONTRACT §2: it ends up in JSON) and empty only for a blank first line.
+// UTF-8 (docs/cli.md: it ends up in JSON) and empty only for a blank first line.
 #include "common/text.hpp"
 #include "fuzz_check.hpp"
 #include "upload/api_responses.hpp"

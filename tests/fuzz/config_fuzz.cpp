@@ -1,4 +1,4 @@
-// The config loader on any text (CONTRACT §3's file as an admin might mistype it): a Config or
+// The config loader on any text (docs/configuration.md's file as an admin might mistype it): a Config or
 // a list of problems, never a crash, an uncaught exception or a hang. Every problem names the
 // file, and the same text always gives the same answer.
 #include "config/config_loader.hpp"

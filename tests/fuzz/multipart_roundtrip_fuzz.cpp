@@ -3,7 +3,7 @@
 // parser (python-multipart + Starlette). For any filename that is valid UTF-8 without control
 // characters and any content, the server sees one `file` part with that filename, the
 // part Content-Type of its extension and exactly the content, however the bytes are chunked
-// on either side (CONTRACT §5). Any other filename (control characters, bytes that are not
+// on either side (docs/http.md). Any other filename (control characters, bytes that are not
 // UTF-8) still gives that one part with the whole content: a name cannot inject headers.
 #include "common/text.hpp"
 #include "fuzz_check.hpp"
@@ -50,7 +50,7 @@ void write_archive(const std::filesystem::path& path, std::string_view content) 
   ::close(fd);
 }
 
-// Filenames the property is about: a basename as the daemon sees one, minus what CONTRACT §5
+// Filenames the property is about: a basename as the daemon sees one, minus what docs/http.md
 // changes on purpose (control characters and bytes that are not UTF-8 are sent as %XX).
 bool is_plain_filename(std::string_view name) {
   if (modeldrop::sanitize_utf8(name) != name) return false;

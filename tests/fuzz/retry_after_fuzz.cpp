@@ -1,5 +1,5 @@
 // Retry-After and retry-after-ms come from the server (or a proxy) as free text: any value is
-// a delay between 0 and the 1 h cap (CONTRACT §6) or unreadable, never a crash, an overflow
+// a delay between 0 and the 1 h cap (docs/http.md) or unreadable, never a crash, an overflow
 // (UBSan) or a negative wait. Seconds, HTTP dates in all three forms, and milliseconds.
 #include "fuzz_check.hpp"
 #include "upload/retry_policy.hpp"

@@ -392,7 +392,7 @@ int Soak::run() {
   };
   if (done) (void)test::wait_until([&] { return leftovers() == 0; }, 10s);
 
-  // The final stop: SIGTERM, exit 0 within 10 s (CONTRACT §7).
+  // The final stop: SIGTERM, exit 0 within 10 s (docs/files.md).
   if (daemon_->running()) {
     lives_.back().stopped_by_us = true;
     daemon_->signal(SIGTERM);

@@ -1,4 +1,4 @@
-// Every row of CONTRACT §6 driven through the real scheduler, store and upload pool against
+// Every row of docs/http.md driven through the real scheduler, store and upload pool against
 // the fake API over TLS, with time moved by hand: what the database records and what the
 // server received.
 #include "integration/app/scheduler_harness.hpp"
@@ -585,7 +585,7 @@ TEST_F(OutcomesTest, CancelAbortsTheUploadInFlightAndLeavesTheFile) {
       },
       10s));
   const auto took = SteadyClock::now() - cancelled_at;
-  EXPECT_LT(took, 1500ms) << "CONTRACT §2: within 1 s (some slack for sanitizer builds)";
+  EXPECT_LT(took, 1500ms) << "docs/cli.md: within 1 s (some slack for sanitizer builds)";
 
   const auto j = job(id);
   EXPECT_EQ(j.job.state, JobState::cancelled);

@@ -4,7 +4,7 @@
 // JobStore (SQLite file, StoreWorker thread) and a real UploadPool speaking TLS to the
 // in-process FakeApi on 127.0.0.1, with time injected through a ManualClock. Tests queue jobs
 // from a second connection (as `modeldrop add` would), move the clock, wake the scheduler
-// and read back the rows CONTRACT §4 makes public.
+// and read back the rows docs/database.md makes public.
 
 #include "app/job_events.hpp"
 #include "app/job_file_actions.hpp"

@@ -1,4 +1,4 @@
-// modeldropd end to end (CONTRACT §7): real binary, real fake API over TLS, real SQLite,
+// modeldropd end to end (docs/files.md): real binary, real fake API over TLS, real SQLite,
 // real inotify, in throwaway directories. Every wait is bounded.
 #include "daemon_fixture.hpp"
 
@@ -303,7 +303,7 @@ TEST_F(DaemonTest, FileOfASucceededJobLeftInPlaceByACrashIsMovedAtRestart) {
 
 // Found by the soak: a SIGTERM that arrived while the daemon was still starting (here: waiting
 // for an outside write lock to register itself) killed it by the signal's default action,
-// instead of the orderly stop and exit 0 of CONTRACT §7.
+// instead of the orderly stop and exit 0 of docs/files.md.
 TEST_F(DaemonTest, SigtermDuringStartupIsAnOrderlyStop) {
   ASSERT_TRUE(store::JobStore::open_for_daemon(database_));
   sqlite3* outside = nullptr;

@@ -70,6 +70,7 @@ std::string DaemonTest::config_text(const std::string& extra) const {
 
 void DaemonTest::write_config(const std::string& extra) {
   database_ = dir_ / config_options_.database;
+  std::filesystem::create_directories(database_.parent_path());  // modeldropd refuses to invent it
   dir_.write("modeldrop.yaml", config_text(extra));
 }
 

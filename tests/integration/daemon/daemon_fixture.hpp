@@ -1,7 +1,7 @@
 #pragma once
 
 // A real modeldropd against the real fake API over TLS on 127.0.0.1, in throwaway
-// directories: the end-to-end tests of CONTRACT §7.
+// directories: the end-to-end tests of docs/files.md.
 
 #include "store/job_store.hpp"
 #include "support/child_process.hpp"

@@ -1,4 +1,4 @@
-// The wiring of CONTRACT §2 `cancel` and §6's auth hold in the real modeldropd: the CLI's
+// The wiring of `cancel` (docs/cli.md) and the auth hold (docs/http.md) in the real modeldropd: the CLI's
 // cancel aborts an upload in flight; a rewritten token file ends a 401 hold.
 #include "daemon_fixture.hpp"
 
@@ -46,7 +46,7 @@ TEST_F(DaemonTest, CliCancelAbortsTheUploadInFlight) {
       },
       10s))
       << daemon->stderr_text();
-  // CONTRACT §2: within 1 s of the CLI's change (its own run is included here; slack for ASan).
+  // docs/cli.md: within 1 s of the CLI's change (its own run is included here; slack for ASan).
   EXPECT_LT(std::chrono::steady_clock::now() - cancel_started, 2s);
   const auto j = job_with_attempts(database_, id);
   ASSERT_TRUE(j);

@@ -1,7 +1,7 @@
 // Hostile local input (issue #9), through the real modeldropd, the real fake API over TLS and a
 // real SQLite file: odd names and paths, files that are not regular, a file we may not read, a
 // file truncated mid-upload, and databases that cannot be used or fill up. Each case checks that
-// the daemon lives (or exits with the CONTRACT §8 code), the job state and last_error, a log
+// the daemon lives (or exits with the docs/cli.md code), the job state and last_error, a log
 // line naming the file and the reason, and that no archive is lost.
 #include "common/text.hpp"
 #include "daemon_fixture.hpp"
@@ -168,7 +168,7 @@ TEST_F(DaemonTest, PathsNearPathMaxUploadInARecursiveWatch) {
 }
 
 // A name that is not UTF-8, and one with a newline. The multipart filename keeps valid UTF-8 as
-// it is and writes every other byte as %XX (CONTRACT §5: what cannot be sent as is is escaped
+// it is and writes every other byte as %XX (docs/http.md: what cannot be sent as is is escaped
 // that way), so the server stores `bad-%FF%FE.zip`: readable, and the original bytes can be
 // told from it. Sending the raw bytes instead would make the API decode them as latin-1
 // (`bad-ÿþ.zip`), a name the user never gave. Logs and the CLI show U+FFFD for such bytes.
@@ -457,7 +457,7 @@ TEST_F(DaemonTest, FullDiskForTheDatabaseLosesNothing) {
   EXPECT_EQ(daemon->wait(10s), 0);
 }
 
-// CONTRACT §7: exit within 10 s, also when nothing can be committed. Not a clean stop (exit 1),
+// docs/files.md: exit within 10 s, also when nothing can be committed. Not a clean stop (exit 1),
 // and the next start loses nothing.
 TEST_F(DaemonTest, SigtermWhileTheDatabaseDiskIsFullExitsInTimeAndLosesNothing) {
   const auto mounted = ScopedMount::tmpfs(dir_ / "state", "512k");

@@ -259,7 +259,7 @@ TEST_F(FakeApiTest, KeepAliveServesSeveralUploadsOnOneConnection) {
 TEST_F(FakeApiTest, FilenamesAreDecodedAsPythonMultipartDoes) {
   start();
   struct Case {
-    std::string on_the_wire;  // quoted-string as CONTRACT §5 writes it
+    std::string on_the_wire;  // quoted-string as docs/http.md writes it
     std::string recorded;
   };
   const std::vector<Case> cases{

@@ -1,4 +1,4 @@
-// The upload transport against the fake API over real TLS on 127.0.0.1 (CONTRACT §5): what the
+// The upload transport against the fake API over real TLS on 127.0.0.1 (docs/http.md): what the
 // server receives, keep-alive, faults, certificates, the proxy, the file checks, cancel, the
 // bandwidth cap and flat memory.
 #include "upload/upload_pool.hpp"
@@ -340,7 +340,7 @@ TEST_F(UploadPoolTest, ResetAfterTheWholeBodyLeavesTheAttemptInDoubt) {
   const auto path = write_file("a.zip", random_bytes(300'000, 3));
   const UploadResult result = upload(*pool, request_for(path));
   EXPECT_EQ(result.error, AttemptError::connection_closed);
-  EXPECT_TRUE(result.body_complete) << "sent whole, answer lost: the case §10 reconciles";
+  EXPECT_TRUE(result.body_complete) << "sent whole, answer lost: the case in-doubt reconciliation is for";
   EXPECT_EQ(result.bytes_sent, 300'000U);
   EXPECT_NE(result.error_message.find("without an answer"), std::string::npos) << result.error_message;
 }

@@ -202,6 +202,45 @@ TEST_F(DropWatcherTest, RenameIntoPlaceBothConventions) {
   for (const auto& ready : events_.ready) EXPECT_EQ(ready.size, content.size());
 }
 
+// A rename into the folder is the writer saying "complete": no settle wait, however long.
+TEST_F(DropWatcherTest, ARenameIntoTheFolderIsReadyWithoutTheSettleWait) {
+  start({watch_config(incoming_, std::chrono::hours(1))});
+  const std::string content(64 * 1024, 'r');
+  write_file(dir_ / "staged.zip", content);
+  write_file(incoming_ / "in-place.zip", content);
+  fs::rename(dir_ / "staged.zip", incoming_ / "renamed.zip");
+  ASSERT_TRUE(run_until([&] { return !events_.ready.empty(); }, 10s));
+  run_quietly(300ms);
+  ASSERT_EQ(events_.ready.size(), 1u);
+  EXPECT_EQ(events_.ready[0].path, incoming_ / "renamed.zip");
+  EXPECT_EQ(events_.ready[0].size, content.size());
+  EXPECT_EQ(watcher_->settling_count(), 1u);  // the file written in place still waits its hour
+}
+
+TEST_F(DropWatcherTest, ANameNoPatternMatchesIsLoggedOnceAtInfo) {
+  std::ostringstream log;
+  auto previous = spdlog::default_logger();
+  auto capture = std::make_shared<spdlog::logger>("capture", std::make_shared<spdlog::sinks::ostream_sink_mt>(log));
+  capture->set_level(spdlog::level::info);
+  spdlog::set_default_logger(capture);
+  start({watch_config(incoming_)});
+  write_file(incoming_ / "notes.txt", "first");
+  write_file(incoming_ / "notes.txt", "second");
+  write_file(incoming_ / "model.zip.part", "x");
+  write_file(incoming_ / "sentinel.zip", "x");
+  const bool reported = run_until([&] { return !events_.ready.empty(); });
+  run_quietly(200ms);
+  spdlog::set_default_logger(previous);
+  ASSERT_TRUE(reported);
+  const std::string text = log.str();
+  const std::string line = "ignoring " + (incoming_ / "notes.txt").string() +
+                           ": its name matches none of the watch's patterns (*.zip, *.tar, *.tar.gz, *.tgz)";
+  std::size_t count = 0;
+  for (auto pos = text.find(line); pos != std::string::npos; pos = text.find(line, pos + 1)) ++count;
+  EXPECT_EQ(count, 1u) << text;
+  EXPECT_EQ(text.find("model.zip.part"), std::string::npos) << text;
+}
+
 TEST_F(DropWatcherTest, IgnoredNamesAndOtherExtensionsAreNeverReported) {
   start({watch_config(incoming_)});
   for (const char* name : {".hidden.zip", "a.zip.part", "a.zip.partial", "a.zip.tmp", "a.zip.crdownload", ".a.zip.swp",

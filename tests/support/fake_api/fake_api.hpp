@@ -1,6 +1,6 @@
 #pragma once
 
-// A faithful fake of the Nebius Token Factory upload API (../shared/api/upload-openapi.yaml):
+// A faithful fake of the Nebius Token Factory upload API (tests/support/fake_api/upload-openapi.yaml):
 // a real HTTPS server on loopback with scriptable faults. Used in-process by tests and, as
 // the `modeldrop-fake-api` executable, by the demo, the benchmarks and the systemd test.
 // README.md beside this file describes the behaviour and the /_fake/ control API.

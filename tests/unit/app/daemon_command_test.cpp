@@ -1,5 +1,5 @@
 // modeldropd's command line, run as the real binary: --check-config, --version, --help and
-// the exit codes of CONTRACT §2 and §8.
+// the exit codes of docs/cli.md.
 #include "common/version.hpp"
 #include "support/run_process.hpp"
 #include "support/temp_dir.hpp"
@@ -144,9 +144,17 @@ TEST(CheckConfig, ShippedConfigIsOkAndWarnsAboutMissingToken) {
 TEST(CheckConfig, TokenFromEnvironmentSilencesTheWarningAndNeverPrintsIt) {
   auto options = clean_env();
   options.env_set["NEBIUS_API_KEY"] = "sk-secret-value";
-  const auto result = check_config(std::filesystem::path(MODELDROP_SOURCE_DIR) / "config/modeldrop.yaml", options);
+  const auto config = std::filesystem::path(MODELDROP_SOURCE_DIR) / "config/modeldrop.yaml";
+  const auto result = check_config(config, options);
   EXPECT_EQ(result.exit_code, 0);
-  EXPECT_EQ(result.err, "");
+  // The packaged drop directory exists where the package is installed; elsewhere it is a warning.
+  const std::string spool_warning =
+      std::filesystem::is_directory("/var/spool/modeldrop/incoming")
+          ? ""
+          : "warning: " + config.string() +
+                ": watch[0].path: /var/spool/modeldrop/incoming does not exist yet; modeldropd waits for it and "
+                "watches it once it appears\n";
+  EXPECT_EQ(result.err, spool_warning);
   EXPECT_EQ(result.out.find("sk-secret-value"), std::string::npos);
 }
 
@@ -156,6 +164,37 @@ TEST(CheckConfig, MissingExplicitTokenFileIsAnError) {
   const auto result = check_config(file);
   EXPECT_EQ(result.exit_code, 78);
   EXPECT_NE(result.err.find("api.token_file " + (dir / "missing-token").string()), std::string::npos) << result.err;
+}
+
+TEST(CheckConfig, AMissingDatabaseDirectoryIsAnErrorAndTheDaemonDoesNotStart) {
+  TempDir dir;
+  std::filesystem::create_directory(dir / "incoming");
+  const auto file = dir.write("m.yaml", "database: /nonexistent/db/jobs.db\nwatch:\n  - path: incoming\n");
+  auto options = clean_env();
+  options.env_set["NEBIUS_API_KEY"] = "sk-test";
+  const auto result = check_config(file, options);
+  EXPECT_EQ(result.exit_code, 78);
+  EXPECT_EQ(result.err, file.string() +
+                            ": database: the directory /nonexistent/db does not exist; create it (modeldropd will "
+                            "not start a new queue in a directory it would have to invent) or correct the path\n");
+  EXPECT_EQ(result.out, "");
+  const auto started = run_process({MODELDROPD_PATH, "--config", file.string()}, options);
+  EXPECT_EQ(started.exit_code, 78);
+  EXPECT_NE(started.err.find("database: the directory /nonexistent/db does not exist"), std::string::npos)
+      << started.err;
+  EXPECT_FALSE(std::filesystem::exists("/nonexistent/db"));
+}
+
+TEST(CheckConfig, AMissingWatchDirectoryIsOnlyAWarning) {
+  TempDir dir;
+  const auto file = dir.write("m.yaml", "database: jobs.db\nwatch:\n  - path: not-yet\n");
+  auto options = clean_env();
+  options.env_set["NEBIUS_API_KEY"] = "sk-test";
+  const auto result = check_config(file, options);
+  EXPECT_EQ(result.exit_code, 0) << result.err;
+  EXPECT_EQ(result.out, "config OK\n");
+  EXPECT_EQ(result.err, "warning: " + file.string() + ": watch[0].path: " + (dir / "not-yet").string() +
+                            " does not exist yet; modeldropd waits for it and watches it once it appears\n");
 }
 
 TEST(CheckConfig, MissingConfigFileExits78WithItsPath) {

@@ -1,8 +1,9 @@
 // The real `modeldrop` binary on fixture databases (built here with the job store): output,
-// --json shapes and exit codes of CONTRACT §2 and §8.
+// --json shapes and exit codes of docs/cli.md.
 #include "common/version.hpp"
 #include "store/daemon_lock.hpp"
 #include "store/job_store.hpp"
+#include "support/child_process.hpp"
 #include "support/run_process.hpp"
 #include "support/temp_dir.hpp"
 
@@ -13,6 +14,8 @@
 
 #include <gtest/gtest.h>
 
+#include <csignal>
+#include <fstream>
 #include <set>
 #include <sstream>
 
@@ -45,9 +48,9 @@ bool contains(const std::string& text, const std::string& part) {
 }
 
 const std::vector<std::string> kJobKeys{
-    "id",          "path",       "current_path",    "watch_dir",  "project_id", "size_bytes",  "sha256",
-    "state",       "attempts",   "next_attempt_at", "bytes_sent", "file_id",    "file_status", "file_status_details",
-    "http_status", "last_error", "created_at",      "updated_at", "finished_at"};
+    "id",          "path",       "current_path",    "watch_dir",  "project_id",  "size_bytes",  "sha256",
+    "state",       "attempts",   "next_attempt_at", "bytes_sent", "file_id",     "file_status", "file_status_details",
+    "http_status", "last_error", "created_at",      "updated_at", "finished_at", "duplicate_of"};
 
 std::set<std::string> keys_of(const boost::json::object& object) {
   std::set<std::string> keys;
@@ -129,6 +132,21 @@ class CliTest : public ::testing::Test {
   }
 
   JobState state_of(JobId id) { return must(store().find_job(id))->state; }
+
+  // This process plays a running daemon: its row and its lock.
+  store::DaemonLock play_daemon() {
+    auto lock = must(store::DaemonLock::try_acquire(db()));
+    EXPECT_TRUE(lock);
+    must(store().register_daemon(::getpid(), "0.1.0", now() - 3s));
+    return std::move(*lock);
+  }
+
+  static std::vector<std::string> lines_of(const std::string& text) {
+    std::vector<std::string> lines;
+    std::stringstream stream(text);
+    for (std::string line; std::getline(stream, line);) lines.push_back(line);
+    return lines;
+  }
 
   TempDir dir_;
   std::optional<JobStore> store_;
@@ -237,20 +255,22 @@ TEST(CliUsage, VersionAndHelp) {
 // ---- status
 
 TEST_F(CliTest, StatusShowsTheDaemonTheStatesAndTheRate) {
-  // This process plays the daemon: its row and its lock.
-  auto lock = must(store::DaemonLock::try_acquire(db()));
-  ASSERT_TRUE(lock);
-  must(store().register_daemon(::getpid(), "0.1.0", now() - 3s));
-  must(store().heartbeat(now() - 2s, 3.0 * 1024 * 1024));
+  auto daemon = play_daemon();
+  must(store().heartbeat(now() - 2s, 400.0));  // the daemon's own figure is not what status shows
   must(store().set_held_reason(std::string("rate limited (HTTP 429) until 12:00:05")));
   finished("b.zip", 2, JobState::failed);
+  const JobId up = uploading("c.zip", 3, 10 * 1024 * 1024);
+  const WallTime t = now();  // one reading: the rate must not depend on how long the calls take
+  must(store().record_progress(up, 0, t - 2s));
+  must(store().record_progress(up, 3 * 1024 * 1024, t - 1s));  // 3 MiB/s, as `jobs` shows it
   add("a.zip", 1, 2048);
   const auto result = modeldrop({"status"});
   EXPECT_EQ(result.exit_code, 0) << result.err;
   EXPECT_TRUE(contains(result.out, "running (pid " + std::to_string(::getpid()) + ", version 0.1.0, heartbeat "))
       << result.out;
   EXPECT_TRUE(contains(result.out, "held: rate limited (HTTP 429)")) << result.out;
-  EXPECT_TRUE(contains(result.out, "3.0 MiB/s")) << result.out;
+  EXPECT_TRUE(contains(result.out, "\nrate:     3.0 MiB/s\n")) << result.out;
+  EXPECT_TRUE(contains(modeldrop({"jobs"}).out, "3.0 MiB/s")) << "status and jobs agree";
   EXPECT_TRUE(contains(result.out, "pending            1     2.0 KiB")) << result.out;
   EXPECT_TRUE(contains(result.out, "failed             1")) << result.out;
   EXPECT_TRUE(contains(result.out, "cancelled          0         0 B")) << result.out;
@@ -261,6 +281,10 @@ TEST_F(CliTest, StatusJsonHasTheContractShape) {
   ASSERT_TRUE(lock);
   must(store().register_daemon(::getpid(), "0.1.0", now() - 10s));
   must(store().heartbeat(now() - 4s, 1000.0));
+  const JobId up = uploading("u.zip", 3, 100'000);
+  const WallTime t = now();  // one reading: the rate must not depend on how long the calls take
+  must(store().record_progress(up, 0, t - 2s));
+  must(store().record_progress(up, 2000, t - 1s));  // 2000 B/s
   add("a.zip", 1, 100);
   add("b.zip", 2, 250);
   must(store().pause(now()));
@@ -276,7 +300,7 @@ TEST_F(CliTest, StatusJsonHasTheContractShape) {
   EXPECT_LE(daemon.at("heartbeat_age_s").as_int64(), 60);
   EXPECT_TRUE(daemon.at("held_reason").is_null());
   EXPECT_EQ(o.at("paused"), true);
-  EXPECT_EQ(o.at("upload_rate_bytes_per_s").to_number<std::int64_t>(), 1000);
+  EXPECT_EQ(o.at("upload_rate_bytes_per_s").to_number<std::int64_t>(), 2000);
   const auto& states = o.at("states").as_object();
   EXPECT_EQ(keys_of(states), (std::set<std::string>{"pending", "uploading", "succeeded", "failed", "cancelled"}));
   EXPECT_EQ(states.at("pending").at("jobs").to_number<std::int64_t>(), 2);
@@ -316,10 +340,12 @@ TEST_F(CliTest, StatusIsNotFooledByAPidReusedAfterAReboot) {
 // ---- jobs
 
 TEST_F(CliTest, JobsIsAnAlignedTableNewestFirstWithProgressForUploads) {
+  auto daemon = play_daemon();
   finished("done.zip", 1, JobState::succeeded);
   const JobId up = uploading("big.tar.gz", 2, 10 * 1024 * 1024);
-  must(store().record_progress(up, 0, now() - 2s));
-  must(store().record_progress(up, 4 * 1024 * 1024, now() - 1s));  // 4 MiB/s, 40%
+  const WallTime t = now();  // one reading: the rate must not depend on how long the calls take
+  must(store().record_progress(up, 0, t - 2s));
+  must(store().record_progress(up, 4 * 1024 * 1024, t - 1s));  // 4 MiB/s, 40%
   store::NewJob waiting = new_job("later.zip", 3);
   waiting.next_attempt_at = now() + 90s;
   const JobId later = must(store().enqueue(waiting, now())).job;
@@ -394,6 +420,7 @@ TEST_F(CliTest, PathsThatAreNotUtf8AppearWithReplacementCharacters) {
 // ---- show
 
 TEST_F(CliTest, ShowPrintsTheJobAndItsAttempts) {
+  auto daemon = play_daemon();
   const JobId id = uploading("a.zip", 1);
   AttemptReport retry;
   retry.job = id;
@@ -448,7 +475,8 @@ TEST_F(CliTest, RetryActsOnTheJobsItCanAndReportsTheOthers) {
   EXPECT_EQ(result.exit_code, 1);
   EXPECT_TRUE(contains(result.out, "job " + std::to_string(failed) + ": back to pending (was failed)")) << result.out;
   EXPECT_TRUE(contains(result.err, "modeldrop: job 999: no such job")) << result.err;
-  EXPECT_TRUE(contains(result.err, "job " + std::to_string(ok) + " is succeeded; only failed or cancelled jobs"))
+  EXPECT_TRUE(contains(result.err, "modeldrop: job " + std::to_string(ok) +
+                                       " has already succeeded (file-s.zip); `retry --force` uploads it again\n"))
       << result.err;
   EXPECT_EQ(state_of(failed), JobState::pending);
   EXPECT_EQ(state_of(ok), JobState::succeeded);
@@ -587,6 +615,216 @@ TEST_F(CliTest, PauseAndResumeLastAcrossRuns) {
   EXPECT_EQ(result.out, "uploads resumed\n");
   EXPECT_FALSE(must(store().is_paused()));
   EXPECT_EQ(modeldrop({"resume"}).out, "uploads were not paused\n");
+}
+
+// ---- what a newcomer meets: finding the queue, reading the numbers, steering
+
+TEST(CliNewcomer, AConfigThatIsNotThereSaysHowToNameTheQueue) {
+  ProcessOptions options;
+  options.env_unset = {"MODELDROP_CONFIG"};
+  const auto result = run_process({MODELDROP_CLI_PATH, "status", "--config", "/nonexistent/modeldrop.yaml"}, options);
+  EXPECT_EQ(result.exit_code, 78);
+  EXPECT_EQ(result.err,
+            "/nonexistent/modeldrop.yaml: cannot read the configuration file: no such file\n"
+            "modeldrop: name the queue with --config FILE (a modeldropd configuration), --db FILE (its database) "
+            "or $MODELDROP_CONFIG\n");
+}
+
+TEST(CliNewcomer, AJobIdThatIsNotANumberIsSaidPlainly) {
+  for (const char* word : {"abc", "0", "-3", "1e9999", "18446744073709551616"}) {
+    const auto result = run_process({MODELDROP_CLI_PATH, "show", word, "--db", "/nonexistent/jobs.db"});
+    EXPECT_EQ(result.exit_code, 2) << word;
+    EXPECT_EQ(result.err,
+              std::string("modeldrop: invalid job id \"") + word + "\"\nRun with --help for more information.\n");
+  }
+}
+
+TEST(CliNewcomer, CommandHelpListsTheQueueOptionsWithoutTypeNoise) {
+  const auto result = run_process({MODELDROP_CLI_PATH, "jobs", "--help"});
+  EXPECT_EQ(result.exit_code, 0);
+  const std::string& help = result.out;
+  EXPECT_FALSE(contains(help, "UINT")) << help;
+  EXPECT_FALSE(contains(help, "INT in")) << help;
+  EXPECT_FALSE(contains(help, "TEXT")) << help;
+  for (const char* line :
+       {"  --limit N                   at most N rows (default 50; the table says how many more there are)\n",
+        "  --since DURATION            only jobs queued within this long (e.g. 30m, 1h, 2d)\n",
+        "  --db FILE                   the job database itself, instead of the configuration's `database`\n"}) {
+    EXPECT_TRUE(contains(help, line)) << line << "\nin:\n" << help;
+  }
+  EXPECT_TRUE(contains(help, "  --config FILE               modeldropd configuration naming the database")) << help;
+}
+
+TEST_F(CliTest, AnUploadLeftByADeadDaemonIsNotShownAsLive) {
+  const JobId up = uploading("big.zip", 1, 1000);
+  must(store().record_progress(up, 0, now() - 2s));
+  must(store().record_progress(up, 420, now() - 1s));
+  const auto lines = lines_of(modeldrop({"jobs"}).out);
+  ASSERT_EQ(lines.size(), 2u);
+  EXPECT_EQ(lines[1], " " + std::to_string(up) +
+                          "  uploading  1000 B      1  interrupted (modeldropd is not running; sent again when it "
+                          "starts)  /spool/in/big.zip");
+  const auto shown = modeldrop({"show", std::to_string(up)}).out;
+  EXPECT_TRUE(contains(shown,
+                       "\n  state:               uploading  interrupted (modeldropd is not running; sent "
+                       "again when it starts)\n"))
+      << shown;
+  EXPECT_TRUE(contains(shown, "\n  attempts:            1 (0 counted toward max_attempts, 1 interrupted)\n")) << shown;
+  EXPECT_TRUE(contains(shown, "  interrupted     -      420 B  -\n")) << shown;
+}
+
+TEST_F(CliTest, JobsSaysHowManyMoreTheLimitHid) {
+  for (std::uint64_t i = 1; i <= 5; ++i) add("f" + std::to_string(i) + ".zip", i);
+  auto lines = lines_of(modeldrop({"jobs", "--limit", "3"}).out);
+  ASSERT_EQ(lines.size(), 5u);
+  EXPECT_EQ(lines[4], "\u2026 2 more, use --limit 5 to see them");
+  lines = lines_of(modeldrop({"jobs", "--limit", "5"}).out);
+  EXPECT_EQ(lines.size(), 6u) << "nothing hidden, no note";
+  EXPECT_EQ(json_of(modeldrop({"jobs", "--json", "--limit", "3"})).as_array().size(), 3u);
+}
+
+TEST_F(CliTest, JobsFiltersByNameAndByAge) {
+  store::NewJob old = new_job("Old-LoRA.zip", 1);
+  must(store().enqueue(old, now() - 3h));
+  add("lora-new.zip", 2);
+  store::NewJob elsewhere = new_job("x.zip", 3);
+  elsewhere.path = "/srv/other/lora-elsewhere.zip";
+  must(store().enqueue(elsewhere, now()));
+  const auto names = [&](std::vector<std::string> args) {
+    args.insert(args.begin(), {"jobs", "--json"});
+    std::vector<std::string> paths;
+    const auto listing = json_of(modeldrop(args));
+    for (const auto& job : listing.as_array()) paths.emplace_back(job.at("path").as_string());
+    return paths;
+  };
+  // A glob without '/' is on the file name, case-insensitive; with one, on the whole path.
+  EXPECT_EQ(
+      names({"--name", "*lora*"}),
+      (std::vector<std::string>{"/srv/other/lora-elsewhere.zip", "/spool/in/lora-new.zip", "/spool/in/Old-LoRA.zip"}));
+  EXPECT_EQ(names({"--name", "*lora.zip"}), (std::vector<std::string>{"/spool/in/Old-LoRA.zip"}));
+  EXPECT_EQ(names({"--name", "/srv/*"}), (std::vector<std::string>{"/srv/other/lora-elsewhere.zip"}));
+  EXPECT_EQ(names({"--since", "1h"}),
+            (std::vector<std::string>{"/srv/other/lora-elsewhere.zip", "/spool/in/lora-new.zip"}));
+  EXPECT_EQ(names({"--since", "1h", "--name", "*.zip", "--state", "pending", "--limit", "1"}),
+            (std::vector<std::string>{"/srv/other/lora-elsewhere.zip"}));
+  const auto cut = lines_of(modeldrop({"jobs", "--name", "*LORA*", "--limit", "1"}).out);
+  ASSERT_EQ(cut.size(), 3u);
+  EXPECT_EQ(cut[2], "\u2026 2 more, use --limit 3 to see them");
+  const auto bad = modeldrop({"jobs", "--since", "yesterday"});
+  EXPECT_EQ(bad.exit_code, 2);
+  EXPECT_TRUE(bad.err.starts_with("modeldrop: --since yesterday: ")) << bad.err;
+}
+
+TEST_F(CliTest, JobsFollowRefreshesUntilInterrupted) {
+  add("a.zip", 1);
+  // Not a terminal here: every refresh is printed after a timestamped separator.
+  test::ChildProcess follow({MODELDROP_CLI_PATH, "jobs", "--follow", "--interval", "100ms", "--db", db().string()},
+                            dir_.path(), {}, {"MODELDROP_CONFIG"});
+  const auto frames = [&] {
+    const std::string out = follow.stdout_text();
+    std::size_t n = 0;
+    for (auto pos = out.find("--- "); pos != std::string::npos; pos = out.find("--- ", pos + 1)) ++n;
+    return n;
+  };
+  ASSERT_TRUE(test::wait_until([&] { return frames() >= 1; }, 20s)) << follow.stderr_text();
+  add("b.zip", 2);
+  ASSERT_TRUE(test::wait_until([&] { return contains(follow.stdout_text(), "/spool/in/b.zip"); }, 20s))
+      << follow.stdout_text();
+  follow.signal(SIGINT);
+  EXPECT_EQ(follow.wait(10s), 0);
+  const auto lines = lines_of(follow.stdout_text());
+  ASSERT_GE(lines.size(), 3u);
+  EXPECT_TRUE(lines[0].starts_with("--- ")) << lines[0];
+  EXPECT_TRUE(lines[0].ends_with("Z  every 100ms")) << lines[0];
+  EXPECT_EQ(modeldrop({"jobs", "--follow", "--json"}).exit_code, 2);
+}
+
+TEST_F(CliTest, ADuplicateNamesItsOriginalInTheTableAndInJson) {
+  const JobId original = finished("first.zip", 1, JobState::succeeded);
+  const JobId copy = add("copy-with-a-rather-long-name.zip", 2);
+  const std::string sha(64, 'a');
+  must(store().set_sha256(original, sha, must(store().find_job(original))->file, now()));
+  must(store().set_sha256(copy, sha, must(store().find_job(copy))->file, now()));
+  must(store().complete_as_duplicate(copy, original, now()));
+  const auto lines = lines_of(modeldrop({"jobs"}).out);
+  ASSERT_EQ(lines.size(), 3u);
+  EXPECT_EQ(lines[1], " " + std::to_string(copy) + "  succeeded  1000 B      0  same content as job " +
+                          std::to_string(original) + ": file-first.zip  /spool/in/copy-with-a-rather-long-name.zip");
+  const auto value = json_of(modeldrop({"jobs", "--json"}));
+  EXPECT_EQ(value.as_array()[0].at("duplicate_of").as_int64(), original);
+  EXPECT_TRUE(value.as_array()[1].at("duplicate_of").is_null());
+}
+
+TEST_F(CliTest, AttemptCountsAddUp) {
+  auto daemon = play_daemon();
+  const JobId id = uploading("a.zip", 1, 1000);
+  AttemptReport held;
+  held.job = id;
+  held.outcome = AttemptOutcome::held;
+  held.http_status = 429;
+  held.next_state = JobState::pending;
+  held.counts_toward_attempts = false;
+  held.error = "HTTP 429: slow down";
+  must(store().finish_attempt(held, now()));
+  must(store().claim_next(now()));
+  must(store().begin_attempt(id, now()));
+  must(store().record_progress(id, 420, now()));
+  // TRIES counts every attempt made, the running one included.
+  const auto table = lines_of(modeldrop({"jobs"}).out);
+  ASSERT_EQ(table.size(), 2u);
+  EXPECT_TRUE(
+      table[1].starts_with(" " + std::to_string(id) + "  uploading  1000 B      2  [########------------]  42%"))
+      << table[1];
+  const auto shown = modeldrop({"show", std::to_string(id)}).out;
+  EXPECT_TRUE(contains(shown, "\n  attempts:            2 (0 counted toward max_attempts, 1 held, 1 running)\n"))
+      << shown;
+  // The running attempt shows the bytes sent so far, as the job does.
+  EXPECT_TRUE(contains(shown, "  running         -      420 B  -\n")) << shown;
+  EXPECT_TRUE(contains(shown, "  held          429        0 B  HTTP 429: slow down\n")) << shown;
+}
+
+TEST_F(CliTest, RetryForceUploadsASucceededJobAgain) {
+  const JobId ok = finished("s.zip", 1, JobState::succeeded);
+  must(store().set_sha256(ok, std::string(64, 'b'), must(store().find_job(ok))->file, now()));
+  const auto result = modeldrop({"retry", "--force", std::to_string(ok)});
+  EXPECT_EQ(result.exit_code, 0) << result.err;
+  EXPECT_EQ(result.out, "job " + std::to_string(ok) + ": back to pending (was succeeded)\n");
+  const auto job = must(store().find_job(ok));
+  EXPECT_EQ(job->state, JobState::pending);
+  EXPECT_FALSE(job->file_id);
+  EXPECT_FALSE(job->finished_at);
+  EXPECT_EQ(job->attempts, 0);
+  EXPECT_EQ(job->sha256, std::string(64, 'b')) << "kept: the hash stage's dedupe must not answer with itself";
+  EXPECT_EQ(modeldrop({"retry", "--force", "--failed"}).exit_code, 2);
+}
+
+TEST(CliNewcomer, BashCompletionOffersTheCommandsAndOptions) {
+  TempDir dir;
+  const auto script = dir / "modeldrop.bash";
+  for (const char* program : {MODELDROP_CLI_PATH, MODELDROPD_PATH}) {
+    const auto generated = run_process({program, "--bash-completion"});
+    ASSERT_EQ(generated.exit_code, 0) << generated.err;
+    std::ofstream(script, std::ios::app) << generated.out;
+  }
+  // Completes the words of `line` (the cursor at its end) and prints the candidates, one a line.
+  const auto complete = [&](const std::string& line) {
+    const std::string program = line.substr(0, line.find(' '));
+    const auto result =
+        run_process({"/bin/bash", "-c",
+                     "source \"$1\"; read -ra COMP_WORDS <<<\"$2\"; [[ $2 == *' ' ]] && COMP_WORDS+=(''); "
+                     "COMP_CWORD=$((${#COMP_WORDS[@]} - 1)); fn=$(complete -p \"$3\"); fn=${fn#*-F }; fn=${fn%% *}; "
+                     "$fn; printf '%s\\n' \"${COMPREPLY[@]}\" | sort",
+                     "complete", script.string(), line, program});
+    EXPECT_EQ(result.exit_code, 0) << result.err;
+    return result.out;
+  };
+  EXPECT_EQ(complete("modeldrop j"), "jobs\n");
+  EXPECT_EQ(complete("modeldrop jobs --st"), "--state\n");
+  EXPECT_EQ(complete("modeldrop --db x.db jobs --state f"), "failed\n");
+  EXPECT_EQ(complete("modeldrop retry --f"), "--failed\n--force\n");
+  EXPECT_EQ(complete("modeldropd --c"), "--check-config\n--config\n");
+  dir.write("lora.zip", "x");
+  EXPECT_EQ(complete("modeldrop add " + (dir / "lo").string()), (dir / "lora.zip").string() + "\n");
 }
 
 }  // namespace

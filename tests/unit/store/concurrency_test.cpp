@@ -1,4 +1,4 @@
-// Outside readers and writers (CONTRACT §4): the store keeps working while another connection
+// Outside readers and writers (docs/database.md): the store keeps working while another connection
 // holds a read transaction for seconds, and waits, then succeeds, while another process holds
 // the write lock; nothing is lost either way.
 #include "process_helpers.hpp"

@@ -1,4 +1,4 @@
-// CONTRACT §5's multipart framing: the quoted filename, the part's Content-Type, the exact
+// docs/http.md's multipart framing: the quoted filename, the part's Content-Type, the exact
 // Content-Length.
 #include "upload/multipart.hpp"
 

@@ -1,4 +1,4 @@
-// CONTRACT §6, row by row, with a fixed clock and a seeded random source.
+// docs/http.md, row by row, with a fixed clock and a seeded random source.
 #include "upload/retry_policy.hpp"
 
 #include <gtest/gtest.h>

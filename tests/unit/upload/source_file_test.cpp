@@ -1,5 +1,5 @@
 // The descriptor an attempt reads from: O_NOFOLLOW, the queued device and inode, size and
-// mtime before and after (CONTRACT §5).
+// mtime before and after (docs/http.md).
 #include "upload/source_file.hpp"
 
 #include "support/temp_dir.hpp"

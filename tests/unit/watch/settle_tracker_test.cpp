@@ -76,6 +76,16 @@ TEST(SettleTracker, SettleZeroIsReadyAtCloseNotAtABareModify) {
   EXPECT_EQ(tracker.observe("/d/b.zip", state(5), Activity::seen, 0s, kStart), Verdict::ready);
 }
 
+TEST(SettleTracker, ARenameIntoPlaceIsReadyAtOnce) {
+  SettleTracker tracker;
+  EXPECT_EQ(tracker.observe("/d/a.zip", state(10), Activity::renamed, 10s, kStart), Verdict::ready);
+  EXPECT_FALSE(tracker.contains("/d/a.zip"));
+  // Even a file that was settling under that name: the rename replaced it with a finished one.
+  tracker.observe("/d/b.zip", state(5), Activity::written, 10s, kStart);
+  EXPECT_EQ(tracker.observe("/d/b.zip", state(6, 2, 2), Activity::renamed, 10s, kStart + 1s), Verdict::ready);
+  EXPECT_FALSE(tracker.next_deadline());
+}
+
 TEST(SettleTracker, ManyFilesShareOneOrderedSchedule) {
   SettleTracker tracker;
   for (int i = 0; i < 10000; ++i) {
