@@ -84,13 +84,8 @@ const BadConfig kBadConfigs[] = {
     {"ScalarSection", "upload: 5\n", 1, "upload", "must be a mapping, got \"5\""},
     {"DuplicateKey", "api:\n  base_url: https://a.com\n  base_url: https://b.com\n", 3, "api.base_url",
      "duplicate key"},
-    {"MetricsListenWithoutHost", "metrics:
-  listen: 9464
-", 2, "metrics.listen", "must be host:port"},
-    {"BadValidate", "watch:
-  - path: /a
-    validate: zip
-", 3, "watch[0].validate",
+    {"MetricsListenWithoutHost", "metrics:\n  listen: 9464\n", 2, "metrics.listen", "must be host:port"},
+    {"BadValidate", "watch:\n  - path: /a\n    validate: zip\n", 3, "watch[0].validate",
      "must be one of archive, adapter, none, got \"zip\""},
     {"TopLevelList", "- a\n- b\n", 1, "(top level)", "must be a mapping"},
 };
