@@ -247,14 +247,8 @@ int Daemon::run() {
   files_ = std::make_unique<JobFileWork>(*store_, clock_);
   auto dispose = [this](const store::Job& job) { files_->dispose(job, setup_.config); };
   scheduler_->set_dispose(dispose);
-  // The preflight stage ends jobs itself (a failed check before any send, a duplicate's
-  // completion): those are published like the scheduler's.
-  auto finished_in_preflight = [this, dispose](const store::Job& job) {
-    events_.publish(JobFinished{job, job.state == store::JobState::succeeded});
-    dispose(job);
-  };
   preflight_ = std::make_unique<PreflightStage>(io_, *store_, clock_, setup_.config, content_check_for,
-                                                finished_in_preflight, [this] { scheduler_->wake(); });
+                                                publish_then_dispose(events_, dispose), [this] { scheduler_->wake(); });
   wire_preflight(*scheduler_, *preflight_);
   if (int rc = start_metrics(); rc != exit_code::kSuccess) {
     worker_->stop();

@@ -227,6 +227,13 @@ upload::ContentCheck content_check_for(const store::Job&, const config::Config&)
   return {};
 }
 
+DisposeOfJobFile publish_then_dispose(JobEvents& events, DisposeOfJobFile dispose) {
+  return [&events, dispose = std::move(dispose)](const store::Job& job) {
+    events.publish(JobFinished{job, job.state == store::JobState::succeeded});
+    dispose(job);
+  };
+}
+
 void wire_preflight(UploadScheduler& scheduler, PreflightStage& stage) {
   scheduler.set_preflight({
       [&stage](const store::Job& job) { return stage.check_for(job); },

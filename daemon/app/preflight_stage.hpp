@@ -9,6 +9,7 @@
 //   final bytes wait for the check (the transport's BodyFeed); this stage supplies the check,
 //   records the hash as soon as it is known and completes the jobs that waited for a success.
 
+#include "app/job_events.hpp"
 #include "app/store_client.hpp"
 #include "common/timestamp.hpp"
 #include "config/config.hpp"
@@ -85,5 +86,9 @@ upload::ContentCheck content_check_for(const store::Job& job, const config::Conf
 
 // Connects an attempt's check, its early hash and its end to the stage.
 void wire_preflight(UploadScheduler& scheduler, PreflightStage& stage);
+
+// The preflight stage ends jobs itself (a failed check before any send, a duplicate's
+// completion): they are published like the scheduler's, then their archives disposed of.
+DisposeOfJobFile publish_then_dispose(JobEvents& events, DisposeOfJobFile dispose);
 
 }  // namespace modeldrop::app

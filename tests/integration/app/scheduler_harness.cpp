@@ -72,7 +72,8 @@ void SchedulerTest::start() {
   files_ = std::make_unique<app::JobFileWork>(*store_client_, clock_);
   auto dispose = [this](const store::Job& job) { files_->dispose(job, config_); };
   scheduler_->set_dispose(dispose);
-  hashes_ = std::make_unique<app::PreflightStage>(io_, *store_client_, clock_, config_, app::content_check_for, dispose,
+  hashes_ = std::make_unique<app::PreflightStage>(io_, *store_client_, clock_, config_, app::content_check_for,
+                                                  app::publish_then_dispose(events_, dispose),
                                                   [this] { scheduler_->wake(); });
   app::wire_preflight(*scheduler_, *hashes_);
   scheduler_->start();

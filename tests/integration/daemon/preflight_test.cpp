@@ -227,7 +227,10 @@ TEST_F(DaemonTest, TheLoopKeepsServingDuringAMultiGiBMoveToAnotherFilesystem) {
   // silence of half the move or 2 s is a stopped loop even under ASan on a loaded machine.
   EXPECT_LT(silence, 2000ms);
   EXPECT_LT(silence * 2, move_ended - move_started);
-  EXPECT_GT(heartbeat_after, heartbeat_before) << "the heartbeat advanced during the move";
+  // The heartbeat row is written every 5 s: only a move longer than that must see it advance.
+  if (move_ended - move_started > 6s) {
+    EXPECT_GT(heartbeat_after, heartbeat_before) << "the heartbeat advanced during the move";
+  }
   // The upload and the pause above happened while the copy ran only if it outlasted them.
   EXPECT_TRUE(still_moving) << "the move ended before the checks: nothing was measured during it";
   daemon->signal(SIGTERM);
