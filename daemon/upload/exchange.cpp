@@ -246,6 +246,10 @@ void Exchange::on_read_failed(const error_code& ec) {
     return abort(AttemptError::connection_closed,
                  "the connection closed after the whole request was sent, without an answer (" + ec.message() + ")");
   }
+  if (phase_ == Phase::sending) {
+    // The read noticed the reset first, e.g. while the body waited for its reader.
+    return abort(AttemptError::connection_closed, "the connection broke while sending the body (" + ec.message() + ")");
+  }
   abort(AttemptError::connection_closed, "the connection closed while sending the request (" + ec.message() + ")");
 }
 
