@@ -14,8 +14,10 @@
 
 #include <fcntl.h>
 #include <unistd.h>
+#include <condition_variable>
 #include <cstdlib>
 #include <filesystem>
+#include <mutex>
 #include <random>
 
 using modeldrop::fuzz::require;
@@ -88,15 +90,34 @@ std::string write_request(std::string_view content, const upload::MultipartFrami
   require(identity.has_value(), "the archive can be identified");
   auto file = upload::SourceFile::open(path, *identity);
   require(file.has_value(), "the archive can be opened");
-  upload::UploadRequestBytes request(std::string(kHead), framing, std::move(*file), false);
+  // The file is read on the feed's own thread, as in the daemon; this thread consumes it.
+  upload::FeedOptions options;
+  options.hash = false;
+  options.post = [](std::function<void()> task) { task(); };
+  upload::UploadRequestBytes request(std::string(kHead), framing,
+                                     std::make_unique<upload::BodyFeed>(std::move(*file), std::move(options)));
   require(request.total_size() == kHead.size() + framing.content_length(content.size()), "the announced size");
 
   std::string wire;
   std::vector<std::byte> buffer(chunk);
-  for (std::size_t round = 0; round <= request.total_size(); ++round) {
+  std::mutex mutex;
+  std::condition_variable woken;
+  bool ready = false;
+  for (std::size_t round = 0; round <= 4 * request.total_size() + 1000 && !request.complete(); ++round) {
     auto n = request.fill(buffer);
     require(n.has_value(), "the archive can be read");
-    if (*n == 0) break;
+    if (*n == 0) {
+      // Nothing ready yet: wait for the reader (bounded, so a lost wakeup is a finding, not a hang).
+      request.wait([&] {
+        std::lock_guard lock(mutex);
+        ready = true;
+        woken.notify_all();
+      });
+      std::unique_lock lock(mutex);
+      require(woken.wait_for(lock, std::chrono::seconds(5), [&] { return ready; }), "the reader wakes its consumer");
+      ready = false;
+      continue;
+    }
     wire.append(reinterpret_cast<const char*>(buffer.data()), *n);
   }
   require(wire.size() == request.total_size(), "the request is as long as announced");
