@@ -944,33 +944,34 @@ Result<Job> JobStore::end_job(JobId job_id, JobState final_state, std::string_vi
   return std::move(*after);
 }
 
-Result<void> JobStore::set_current_path(JobId job_id, const std::optional<std::filesystem::path>& path, WallTime now) {
-  auto write = AtomicWrite::begin(db_, AtomicWrite::Size::one_statement);
+namespace {
+
+// One job's path column (current_path or ready_marker_path) set, or cleared when `path` is empty.
+Result<void> set_path_column(Connection& db, std::string_view update_sql, JobId job_id,
+                             const std::optional<std::filesystem::path>& path, WallTime now) {
+  auto write = AtomicWrite::begin(db, AtomicWrite::Size::one_statement);
   if (!write) return write.error();
-  auto statement = db_.prepare("UPDATE jobs SET current_path = ?2, updated_at = ?3 WHERE id = ?1");
+  auto statement = db.prepare(update_sql);
   if (!statement) return statement.error();
   {
     StatementReset reset(**statement);
     (*statement)->bind_all(job_id, path ? std::optional<std::string>(path->string()) : std::nullopt, timestamp(now));
     if (auto done = (*statement)->run(); !done) return done.error();
   }
-  if (db_.changes() == 0) return unknown_job(job_id);
+  if (db.changes() == 0) return unknown_job(job_id);
   return write->commit();
+}
+
+}  // namespace
+
+Result<void> JobStore::set_current_path(JobId job_id, const std::optional<std::filesystem::path>& path, WallTime now) {
+  return set_path_column(db_, "UPDATE jobs SET current_path = ?2, updated_at = ?3 WHERE id = ?1", job_id, path, now);
 }
 
 Result<void> JobStore::set_ready_marker_path(JobId job_id, const std::optional<std::filesystem::path>& path,
                                              WallTime now) {
-  auto write = AtomicWrite::begin(db_, AtomicWrite::Size::one_statement);
-  if (!write) return write.error();
-  auto statement = db_.prepare("UPDATE jobs SET ready_marker_path = ?2, updated_at = ?3 WHERE id = ?1");
-  if (!statement) return statement.error();
-  {
-    StatementReset reset(**statement);
-    (*statement)->bind_all(job_id, path ? std::optional<std::string>(path->string()) : std::nullopt, timestamp(now));
-    if (auto done = (*statement)->run(); !done) return done.error();
-  }
-  if (db_.changes() == 0) return unknown_job(job_id);
-  return write->commit();
+  return set_path_column(db_, "UPDATE jobs SET ready_marker_path = ?2, updated_at = ?3 WHERE id = ?1", job_id, path,
+                         now);
 }
 
 Result<std::optional<Job>> JobStore::pending_job_for_path(const std::filesystem::path& current_path) {
