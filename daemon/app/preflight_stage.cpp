@@ -133,7 +133,11 @@ void PreflightStage::on_file_problem(const store::Job& job, const upload::FilePr
   known_.erase(job.id);
   if (problem.error == AttemptError::file_missing) {
     spdlog::warn("job {}: source removed before its upload", job.id);
-    store_.run([id = job.id, now](store::JobStore& s) { (void)s.mark_source_removed(id, now); });
+    store_.run([id = job.id, now](store::JobStore& s) {
+      if (auto r = s.mark_source_removed(id, now); !r) {
+        spdlog::error("store: job {}: cannot record that its source was removed: {}", id, r.error().message);
+      }
+    });
   } else if (problem.error == AttemptError::file_unreadable || problem.error == AttemptError::file_not_regular) {
     spdlog::error("job {}: {} failed: {}", job.id, job.path.filename().string(), problem.message);
     store_.call([id = job.id, reason = problem.message, now](store::JobStore& s) { return s.fail(id, reason, now); },

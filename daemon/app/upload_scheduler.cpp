@@ -209,8 +209,11 @@ void UploadScheduler::on_claimed(Result<std::vector<std::pair<store::Job, int>>>
   for (auto& [job, attempt] : *claimed) {
     if (stopping_) {
       // Claimed while the stop began: give it back untouched.
-      store_.run(
-          [id = job.id, now = clock_.now()](store::JobStore& s) { (void)s.release_claim(id, std::nullopt, now); });
+      store_.run([id = job.id, now = clock_.now()](store::JobStore& s) {
+        if (auto r = s.release_claim(id, std::nullopt, now); !r) {
+          spdlog::error("store: job {}: cannot give back its claim: {}", id, r.error().message);
+        }
+      });
       continue;
     }
     start_upload(std::move(job), attempt);
@@ -307,8 +310,11 @@ void UploadScheduler::send_upload(store::JobId id) {
         if (it == in_flight_.end()) return;
         if (bytes_sent > it->second.bytes_reported) note_progress(bytes_sent - it->second.bytes_reported);
         it->second.bytes_reported = bytes_sent;
-        store_.run(
-            [id, bytes_sent, now = clock_.now()](store::JobStore& s) { (void)s.record_progress(id, bytes_sent, now); });
+        store_.run([id, bytes_sent, now = clock_.now()](store::JobStore& s) {
+          if (auto r = s.record_progress(id, bytes_sent, now); !r) {
+            spdlog::warn("store: job {}: cannot record its progress: {}", id, r.error().message);
+          }
+        });
       },
       [this, id](upload::UploadResult result) { on_upload_done(id, std::move(result)); });
 }
@@ -447,7 +453,12 @@ void UploadScheduler::record(const InFlight& flight, const upload::UploadResult&
                         std::max<std::chrono::nanoseconds>(now - flight.started, std::chrono::nanoseconds{0})};
   store_.call(
       [report, now, sha256, source_removed](store::JobStore& s) -> Result<store::Job> {
-        if (sha256 && report.sent_file) (void)s.set_sha256(report.job, *sha256, *report.sent_file, now);
+        if (sha256 && report.sent_file) {
+          // false (not stored) is expected: the file changed after it was hashed.
+          if (auto r = s.set_sha256(report.job, *sha256, *report.sent_file, now); !r) {
+            spdlog::error("store: job {}: cannot record its hash: {}", report.job, r.error().message);
+          }
+        }
         auto job = s.finish_attempt(report, now);
         if (job && source_removed && job->state == JobState::pending) return s.mark_source_removed(report.job, now);
         return job;

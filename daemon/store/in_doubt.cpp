@@ -1,6 +1,7 @@
 // In-doubt reconciliation: the store's half. Decides, in one transaction with recording it,
 // whether a file the API lists can only be the lost upload of the job asking.
 
+#include "store/job_rows.hpp"
 #include "store/job_store.hpp"
 
 #include <algorithm>
@@ -22,17 +23,13 @@ constexpr std::string_view kMayHaveStoredCopy =
 }  // namespace
 
 Result<std::optional<WallTime>> JobStore::in_doubt_since(JobId job) {
-  auto query = db_.prepare(
+  auto since = db_.query_one(
       "SELECT min(started_at) FROM attempts WHERE job_id = ?1 AND in_doubt = 1 AND outcome IS NOT NULL "
       "AND attempt > coalesce((SELECT max(attempt) FROM attempts WHERE job_id = ?1 "
-      "AND outcome IN ('succeeded', 'reconciled')), 0)");
-  if (!query) return query.error();
-  StatementReset reset(**query);
-  (*query)->bind(1, job);
-  auto row = (*query)->step();
-  if (!row) return row.error();
-  if (!*row || (*query)->is_null(0)) return std::optional<WallTime>{};
-  return parse_timestamp((*query)->text(0));
+      "AND outcome IN ('succeeded', 'reconciled')), 0)",
+      [](const Statement& row) { return row.is_null(0) ? std::nullopt : parse_timestamp(row.text(0)); }, job);
+  if (!since) return since.error();
+  return since->value_or(std::nullopt);
 }
 
 // Why `job` may not adopt: another job of the same recorded name, size and project (or this job
@@ -40,49 +37,55 @@ Result<std::optional<WallTime>> JobStore::in_doubt_since(JobId job) {
 // Copies of the job's present file, from its own attempts, are what is being looked for.
 static Result<std::optional<std::string>> unrecorded_rival_copy(Connection& db, const Job& job, const std::string& name,
                                                                 WallTime floor, const RecordedName& recorded_name) {
-  auto same_key = db.prepare("SELECT id, path, state FROM jobs WHERE size_bytes = ?1 AND project_id IS ?2");
+  struct SameKey {
+    JobId id;
+    std::filesystem::path path;
+    std::string state;
+  };
+  auto same_key = db.query_all(
+      "SELECT id, path, state FROM jobs WHERE size_bytes = ?1 AND project_id IS ?2",
+      [](const Statement& row) {
+        return SameKey{row.int64(0), row.text(1), row.text(2)};
+      },
+      job.size_bytes, job.project_id);
   if (!same_key) return same_key.error();
-  StatementReset reset_jobs(**same_key);
-  (*same_key)->bind_all(job.size_bytes, job.project_id);
   std::vector<std::pair<JobId, std::string>> rivals;
-  for (;;) {
-    auto row = (*same_key)->step();
-    if (!row) return row.error();
-    if (!*row) break;
-    const std::filesystem::path path((*same_key)->text(1));
-    if (recorded_name(path.filename().string()) == name)
-      rivals.emplace_back((*same_key)->int64(0), (*same_key)->text(2));
+  for (auto& candidate : *same_key) {
+    if (recorded_name(candidate.path.filename().string()) == name) rivals.emplace_back(candidate.id, candidate.state);
   }
   static const std::string sql =
       "SELECT attempt, in_doubt, outcome IS NULL, sent_identity IS ?4, finished_at IS NULL OR finished_at >= ?2 "
       "FROM attempts WHERE job_id = ?1 AND " +
       std::string(kMayHaveStoredCopy);
-  auto attempts = db.prepare(sql);
-  if (!attempts) return attempts.error();
+  struct RivalAttempt {
+    std::int64_t attempt;
+    bool in_doubt;
+    bool open;
+    bool sent_present_file;
+    bool in_window;
+  };
   const std::string present = identity_text(job.file);
   for (const auto& [rival, state] : rivals) {
-    StatementReset reset(**attempts);
-    (*attempts)->bind_all(rival, format_timestamp(floor), job.size_bytes, present);
-    for (;;) {
-      auto row = (*attempts)->step();
-      if (!row) return row.error();
-      if (!*row) break;
-      const auto& a = **attempts;
-      const bool in_doubt = a.int64(1) != 0;
-      const bool open = a.int64(2) != 0;
-      const bool in_window = a.int64(4) != 0;
+    auto attempts = db.query_all(
+        sql,
+        [](const Statement& a) {
+          return RivalAttempt{a.int64(0), a.int64(1) != 0, a.int64(2) != 0, a.int64(3) != 0, a.int64(4) != 0};
+        },
+        rival, format_timestamp(floor), job.size_bytes, present);
+    if (!attempts) return attempts.error();
+    for (const auto& a : *attempts) {
       if (rival == job.id) {
-        if (open || a.int64(3) != 0) continue;  // the attempt asking, or a copy of the present file
-        if (in_window)
+        if (a.open || a.sent_present_file) continue;  // the attempt asking, or a copy of the present file
+        if (a.in_window)
           return std::optional<std::string>("an earlier version of this file was sent in attempt " +
-                                            std::to_string(a.int64(0)));
+                                            std::to_string(a.attempt));
         continue;
       }
-      const bool unresolved = in_doubt && (state == "pending" || state == "uploading");
-      if (in_window || unresolved) {
+      const bool unresolved = a.in_doubt && (state == "pending" || state == "uploading");
+      if (a.in_window || unresolved) {
         return std::optional<std::string>("job " + std::to_string(rival) +
                                           ", of the same name and size, may have stored a copy (attempt " +
-                                          std::to_string(a.int64(0)) + ")");
+                                          std::to_string(a.attempt) + ")");
       }
     }
   }
@@ -105,16 +108,12 @@ Result<Reconciliation> JobStore::reconcile(JobId job_id, WallTime since, std::sp
     return Reconciliation{false, std::nullopt, **rival};
   }
 
-  auto recorded = db_.prepare("SELECT 1 FROM jobs WHERE file_id = ?1 LIMIT 1");
-  if (!recorded) return recorded.error();
   std::vector<const ListedFile*> matches;
   for (const auto& file : listing) {
     if (file.filename != name || file.bytes != job->size_bytes || file.created_at < not_before) continue;
-    StatementReset reset(**recorded);
-    (*recorded)->bind(1, file.id);
-    auto row = (*recorded)->step();
-    if (!row) return row.error();
-    if (!*row) matches.push_back(&file);
+    auto recorded = db_.query_one("SELECT 1 FROM jobs WHERE file_id = ?1 LIMIT 1", first_int64, file.id);
+    if (!recorded) return recorded.error();
+    if (!*recorded) matches.push_back(&file);
   }
   if (matches.size() != 1) {
     return Reconciliation{false, std::nullopt,

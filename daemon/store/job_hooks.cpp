@@ -7,57 +7,45 @@ namespace modeldrop::store {
 Result<void> JobStore::set_hooks_enabled(bool enabled) {
   auto write = AtomicWrite::begin(db_, AtomicWrite::Size::one_statement);
   if (!write) return write.error();
-  auto statement = db_.prepare(enabled ? "INSERT INTO settings (key, value) VALUES ('hooks', '1') "
-                                         "ON CONFLICT (key) DO NOTHING"
-                                       : "DELETE FROM settings WHERE key = 'hooks'");
-  if (!statement) return statement.error();
-  {
-    StatementReset reset(**statement);
-    if (auto done = (*statement)->run(); !done) return done.error();
+  if (auto done = db_.exec(enabled ? "INSERT INTO settings (key, value) VALUES ('hooks', '1') "
+                                     "ON CONFLICT (key) DO NOTHING"
+                                   : "DELETE FROM settings WHERE key = 'hooks'");
+      !done) {
+    return done.error();
   }
   return write->commit();
 }
 
 Result<std::vector<DueHook>> JobStore::due_hooks(std::size_t limit) {
   enum Column { id, state, path, current_path, watch_dir, file_id, project_id, model_name, last_error };
-  auto statement = db_.prepare(
+  return db_.query_all(
       "SELECT id, state, path, current_path, watch_dir, file_id, project_id, model_name, last_error FROM jobs "
       "WHERE hook_state = 'due' AND (state <> 'succeeded' OR model_name IS NULL OR model_status IN ('active', "
-      "'error')) ORDER BY id LIMIT ?1");
-  if (!statement) return statement.error();
-  StatementReset reset(**statement);
-  (*statement)->bind(1, static_cast<std::int64_t>(limit));
-  std::vector<DueHook> due;
-  for (;;) {
-    auto row = (*statement)->step();
-    if (!row) return row.error();
-    if (!*row) break;
-    const Statement& r = **statement;
-    DueHook hook;
-    hook.job = r.int64(id);
-    hook.state = parse_job_state(r.text(state)).value_or(JobState::failed);
-    hook.path = r.text(path);
-    if (auto text = r.optional_text(current_path)) hook.current_path = *text;
-    if (auto text = r.optional_text(watch_dir)) hook.watch_dir = *text;
-    hook.file_id = r.optional_text(file_id);
-    hook.project_id = r.optional_text(project_id);
-    hook.model_name = r.optional_text(model_name);
-    hook.last_error = r.optional_text(last_error);
-    due.push_back(std::move(hook));
-  }
-  return due;
+      "'error')) ORDER BY id LIMIT ?1",
+      [](const Statement& r) {
+        DueHook hook;
+        hook.job = r.int64(id);
+        hook.state = parse_job_state(r.text(state)).value_or(JobState::failed);
+        hook.path = r.text(path);
+        if (auto text = r.optional_text(current_path)) hook.current_path = *text;
+        if (auto text = r.optional_text(watch_dir)) hook.watch_dir = *text;
+        hook.file_id = r.optional_text(file_id);
+        hook.project_id = r.optional_text(project_id);
+        hook.model_name = r.optional_text(model_name);
+        hook.last_error = r.optional_text(last_error);
+        return hook;
+      },
+      static_cast<std::int64_t>(limit));
 }
 
 Result<void> JobStore::finish_hook(JobId job, WallTime now) {
   auto write = AtomicWrite::begin(db_, AtomicWrite::Size::one_statement);
   if (!write) return write.error();
-  auto statement =
-      db_.prepare("UPDATE jobs SET hook_state = 'done', hook_finished_at = ?2 WHERE id = ?1 AND hook_state = 'due'");
-  if (!statement) return statement.error();
-  {
-    StatementReset reset(**statement);
-    (*statement)->bind_all(job, format_timestamp(now));
-    if (auto done = (*statement)->run(); !done) return done.error();
+  if (auto done =
+          db_.exec("UPDATE jobs SET hook_state = 'done', hook_finished_at = ?2 WHERE id = ?1 AND hook_state = 'due'",
+                   job, format_timestamp(now));
+      !done) {
+    return done.error();
   }
   return write->commit();
 }

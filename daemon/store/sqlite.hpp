@@ -16,6 +16,8 @@
 #include <string_view>
 #include <system_error>
 #include <type_traits>
+#include <utility>
+#include <vector>
 
 struct sqlite3;
 struct sqlite3_stmt;
@@ -61,6 +63,7 @@ class Statement {
   void bind(int index, std::string_view value);
   void bind(int index, const std::string& value) { bind(index, std::string_view(value)); }
   void bind(int index, const char* value) { bind(index, std::string_view(value)); }
+  void bind(int index, const std::filesystem::path& value) { bind(index, std::string_view(value.native())); }
   template <std::integral T>
   void bind(int index, T value) {
     if constexpr (std::is_unsigned_v<T> && sizeof(T) >= sizeof(std::int64_t)) {
@@ -147,6 +150,52 @@ class Connection {
   // The first column of the first row of `sql` (a pragma such as user_version).
   Result<std::int64_t> query_int64(std::string_view sql);
   Result<std::string> query_text(std::string_view sql);
+
+  // The cached statement for `sql` with `values` bound to ?1, ?2 ..., run to completion; rows
+  // (a RETURNING clause) are ignored. changes() tells how many rows it wrote.
+  template <class... Values>
+  Result<void> exec(std::string_view sql, const Values&... values) {
+    auto statement = prepare(sql);
+    if (!statement) return statement.error();
+    StatementReset reset(**statement);
+    (*statement)->bind_all(values...);
+    return (*statement)->run();
+  }
+
+  // The first row of `sql` as `read(const Statement&)` maps it; none when there is no row. The
+  // statement still runs to completion, so a RETURNING write is done before the caller commits.
+  template <class Read, class... Values>
+  auto query_one(std::string_view sql, Read&& read, const Values&... values)
+      -> Result<std::optional<std::invoke_result_t<Read&, const Statement&>>> {
+    using Row = std::invoke_result_t<Read&, const Statement&>;
+    auto statement = prepare(sql);
+    if (!statement) return statement.error();
+    StatementReset reset(**statement);
+    (*statement)->bind_all(values...);
+    auto step = (*statement)->step();
+    if (!step) return step.error();
+    if (!*step) return std::optional<Row>{};
+    std::optional<Row> row(read(std::as_const(**statement)));
+    if (auto rest = (*statement)->run(); !rest) return rest.error();
+    return row;
+  }
+
+  // Every row of `sql`, each as `read(const Statement&)` maps it.
+  template <class Read, class... Values>
+  auto query_all(std::string_view sql, Read&& read, const Values&... values)
+      -> Result<std::vector<std::invoke_result_t<Read&, const Statement&>>> {
+    std::vector<std::invoke_result_t<Read&, const Statement&>> rows;
+    auto statement = prepare(sql);
+    if (!statement) return statement.error();
+    StatementReset reset(**statement);
+    (*statement)->bind_all(values...);
+    for (;;) {
+      auto step = (*statement)->step();
+      if (!step) return step.error();
+      if (!*step) return rows;
+      rows.push_back(read(std::as_const(**statement)));
+    }
+  }
 
   [[nodiscard]] std::int64_t changes() const;
   [[nodiscard]] bool in_transaction() const;

@@ -72,6 +72,26 @@ TEST_F(SqliteTest, StatementResetClearsBindingsAndRewinds) {
   EXPECT_EQ(statement->int64(0), 0);
 }
 
+TEST_F(SqliteTest, ExecBindsInOrderAndQueriesMapRows) {
+  must(db_->exec("INSERT INTO t (x) VALUES (?1), (?2), (?3)", 3, 1, 2));
+  EXPECT_EQ(db_->changes(), 3);
+  const auto x = [](const Statement& row) { return row.int64(0); };
+  EXPECT_EQ(must(db_->query_all("SELECT x FROM t WHERE x >= ?1 ORDER BY x", x, 2)), (std::vector<std::int64_t>{2, 3}));
+  EXPECT_EQ(must(db_->query_one("SELECT x FROM t WHERE x = ?1", x, 1)), std::optional<std::int64_t>(1));
+  EXPECT_EQ(must(db_->query_one("SELECT x FROM t WHERE x = ?1", x, 9)), std::nullopt);
+  // A statement with rows after the first still runs to its end: every row is written.
+  const auto first = must(db_->query_one("UPDATE t SET x = x + 10 RETURNING x", x));
+  ASSERT_TRUE(first);
+  EXPECT_EQ(rows(), 3);
+  EXPECT_EQ(must(db_->query_int64("SELECT min(x) FROM t")), 11);
+  // Failures come back as values, and the cached statement is usable again afterwards.
+  auto refused = db_->exec("INSERT INTO t (x) VALUES (?1)", -1);
+  ASSERT_FALSE(refused);
+  EXPECT_EQ(refused.error().code, SqliteCondition::constraint);
+  must(db_->exec("INSERT INTO t (x) VALUES (?1)", 0));
+  EXPECT_EQ(rows(), 4);
+}
+
 TEST_F(SqliteTest, AnIntegerSqliteCannotHoldIsAProgrammingError) {
   auto* statement = must(db_->prepare("SELECT ?1"));
   StatementReset reset(*statement);
