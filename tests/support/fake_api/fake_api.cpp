@@ -6,6 +6,7 @@
 #include "common/text.hpp"
 #include "support/fake_api/fake_api_json.hpp"
 #include "support/fake_api/file_listing.hpp"
+#include "support/fake_api/model_registry.hpp"
 #include "support/fake_api/multipart.hpp"
 
 #include <openssl/evp.h>
@@ -97,6 +98,8 @@ struct ServerState {
   std::vector<ReceivedFile> files;
   std::vector<RequestRecord> requests;
   boost::uuids::random_generator uuids;
+  ModelRegistry models;
+  std::deque<Fault> model_faults;
 
   Fault take_fault() {
     std::lock_guard lock(mutex);
@@ -120,6 +123,23 @@ struct ServerState {
     Fault fault = std::move(list_faults.front());
     list_faults.pop_front();
     return fault;
+  }
+  Fault take_model_fault() {
+    std::lock_guard lock(mutex);
+    if (model_faults.empty()) return Fault{.kind = FaultKind::none};
+    Fault fault = std::move(model_faults.front());
+    model_faults.pop_front();
+    return fault;
+  }
+  // POST /v0/models, under the mutex: the model is made from a file stored by then.
+  JsonAnswer create_model(std::string_view body, const std::optional<std::string>& project_id) {
+    std::lock_guard lock(mutex);
+    const auto file_exists = [this](std::string_view id) {
+      return std::any_of(files.begin(), files.end(), [&](const ReceivedFile& file) { return file.id == id; });
+    };
+    const auto unix_now =
+        std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch()).count();
+    return models.create(body, project_id, file_exists, std::chrono::steady_clock::now(), unix_now);
   }
   void record(const RequestRecord& record) {
     std::lock_guard lock(mutex);
@@ -288,6 +308,9 @@ class Connection {
   asio::awaitable<ConnectionNext> serve_list(RequestRecord record, const boost::urls::url_view& url);
   asio::awaitable<ConnectionNext> serve_get(RequestRecord record, const std::string& id);
   asio::awaitable<std::optional<ConnectionNext>> serve_read_fault(RequestRecord& record, const Fault& fault);
+  asio::awaitable<ConnectionNext> serve_model_create(RequestRecord record, std::optional<std::string> project_id);
+  asio::awaitable<ConnectionNext> serve_model_read(RequestRecord record, std::optional<std::string> name,
+                                                   std::optional<std::string> project_id);
   asio::awaitable<void> pause_for(std::chrono::milliseconds how_long);
   asio::awaitable<ConnectionNext> serve_control(const std::string& path);
 
@@ -495,6 +518,20 @@ asio::awaitable<ConnectionNext> Connection::serve_request() {
   if (path == "/v1/files") {
     if (req.method() != http::verb::get) co_return co_await answer_after_body(record, method_not_allowed("GET"));
     co_return co_await serve_list(std::move(record), *url);
+  }
+  if (path == "/v0/models" ||
+      (path.starts_with("/v0/models/") && path.size() > 11 && path.find('/', 11) == std::string::npos)) {
+    std::optional<std::string> project_id;
+    if (const auto it = url->params().find("ai_project_id"); it != url->params().end()) project_id = (*it).value;
+    if (path == "/v0/models" && req.method() == http::verb::post) {
+      co_return co_await serve_model_create(std::move(record), std::move(project_id));
+    }
+    if (req.method() != http::verb::get) {
+      co_return co_await answer_after_body(record, method_not_allowed(path == "/v0/models" ? "GET, POST" : "GET"));
+    }
+    std::optional<std::string> name;
+    if (path != "/v0/models") name = path.substr(11);
+    co_return co_await serve_model_read(std::move(record), std::move(name), std::move(project_id));
   }
   static constexpr std::string_view kFilesPrefix = "/v1/files/";
   if (path.starts_with(kFilesPrefix) && path.size() > kFilesPrefix.size() &&
@@ -712,6 +749,70 @@ asio::awaitable<std::optional<ConnectionNext>> Connection::serve_read_fault(Requ
   }
 }
 
+asio::awaitable<ConnectionNext> Connection::serve_model_create(RequestRecord record,
+                                                               std::optional<std::string> project_id) {
+  std::string body;
+  bool too_large = false;
+  const auto read = co_await read_body([&](std::string_view bytes) {
+    if (body.size() + bytes.size() > kControlBodyLimit) too_large = true;
+    if (!too_large) body.append(bytes);
+  });
+  record.body_bytes_read = read.bytes;
+  if (read.ec) {
+    server_.state().record(record);
+    co_return ConnectionNext::drop;
+  }
+  const Fault fault = server_.state().take_model_fault();
+  record.fault = fault.kind;
+  const bool create_first =
+      fault.kind == FaultKind::slow ||
+      ((fault.kind == FaultKind::stall || fault.kind == FaultKind::reset_after_body) && fault.store_first);
+  if (fault.kind != FaultKind::none && !create_first) {
+    if (auto next = co_await serve_read_fault(record, fault)) co_return *next;
+  }
+  const auto auth = check_bearer(record.authorization, server_.state().current_token());
+  if (!auth.ok) {
+    JsonResponse refused = json_response(auth.status, std::string(auth.body));
+    if (auth.status == http::status::unauthorized) refused.set(http::field::www_authenticate, "Bearer");
+    co_return co_await answer_after_body(std::move(record), std::move(refused));
+  }
+  if (too_large) {
+    co_return co_await answer_after_body(std::move(record),
+                                         json_response(http::status::payload_too_large, R"({"detail":"too large"})"));
+  }
+  auto answer = server_.state().create_model(body, project_id);
+  if (create_first && fault.kind != FaultKind::slow) {
+    // Made, and the answer lost: what a client whose connection broke cannot know.
+    record.status = answer.status;
+    if (auto next = co_await serve_read_fault(record, fault)) co_return *next;
+  }
+  if (fault.kind == FaultKind::slow) co_await pause_for(fault.stall_for);
+  co_return co_await answer_after_body(std::move(record),
+                                       json_response(static_cast<http::status>(answer.status), std::move(answer.body)));
+}
+
+asio::awaitable<ConnectionNext> Connection::serve_model_read(RequestRecord record, std::optional<std::string> name,
+                                                             std::optional<std::string> project_id) {
+  const Fault fault = server_.state().take_model_fault();
+  if (fault.kind != FaultKind::none && fault.kind != FaultKind::slow) {
+    if (auto next = co_await serve_read_fault(record, fault)) co_return *next;
+  }
+  record.fault = fault.kind;
+  if (fault.kind == FaultKind::slow) co_await pause_for(fault.stall_for);
+  const auto auth = check_bearer(record.authorization, server_.state().current_token());
+  if (!auth.ok)
+    co_return co_await answer_after_body(std::move(record), json_response(auth.status, std::string(auth.body)));
+  JsonAnswer answer;
+  {
+    auto& state = server_.state();
+    std::lock_guard lock(state.mutex);  // never held across a co_await
+    const auto now = std::chrono::steady_clock::now();
+    answer = name ? state.models.get(*name, now) : state.models.list(project_id, now);
+  }
+  co_return co_await answer_after_body(std::move(record),
+                                       json_response(static_cast<http::status>(answer.status), std::move(answer.body)));
+}
+
 asio::awaitable<void> Connection::pause_for(std::chrono::milliseconds how_long) {
   asio::steady_timer delay(stream_.get_executor(), how_long);
   co_await delay.async_wait(use_tuple);
@@ -757,10 +858,13 @@ asio::awaitable<ConnectionNext> Connection::serve_control(const std::string& pat
   const auto bad = [&](const std::string& message) {
     return json_response(http::status::bad_request, boost::json::serialize(boost::json::object{{"detail", message}}));
   };
-  if ((path == "/_fake/faults" || path == "/_fake/list-faults") && method == http::verb::post) {
+  if ((path == "/_fake/faults" || path == "/_fake/list-faults" || path == "/_fake/model-faults") &&
+      method == http::verb::post) {
     auto faults = faults_from_json(body);
     if (!faults) co_return co_await send(bad(faults.error().message));
-    auto& queue = path == "/_fake/faults" ? state.faults : state.list_faults;
+    auto& queue = path == "/_fake/faults"        ? state.faults
+                  : path == "/_fake/list-faults" ? state.list_faults
+                                                 : state.model_faults;
     std::size_t queued = 0;
     {
       std::lock_guard lock(state.mutex);
@@ -782,6 +886,23 @@ asio::awaitable<ConnectionNext> Connection::serve_control(const std::string& pat
       state.list_page_cap = static_cast<std::size_t>(cap->get_int64());
     }
     co_return co_await send(ok(R"({"ok":true})"));
+  }
+  if (path == "/_fake/model-behaviour" && method == http::verb::post) {
+    auto behaviour = model_behaviour_from_json(body);
+    if (!behaviour) co_return co_await send(bad(behaviour.error().message));
+    {
+      std::lock_guard lock(state.mutex);
+      state.models.set_behaviour(std::move(*behaviour));
+    }
+    co_return co_await send(ok(R"({"ok":true})"));
+  }
+  if (path == "/_fake/models" && method == http::verb::get) {
+    std::string json;
+    {
+      std::lock_guard lock(state.mutex);
+      json = fake_models_to_json(state.models.snapshot(std::chrono::steady_clock::now()));
+    }
+    co_return co_await send(ok(std::move(json)));
   }
   if (path == "/_fake/default-fault" && method == http::verb::post) {
     auto fault = fault_from_json(body);
@@ -820,6 +941,8 @@ asio::awaitable<ConnectionNext> Connection::serve_control(const std::string& pat
       state.mix = FaultMix{};
       state.files.clear();
       state.requests.clear();
+      state.models.clear();
+      state.model_faults.clear();
     }
     co_return co_await send(ok(R"({"ok":true})"));
   }
@@ -1071,6 +1194,30 @@ void FakeApi::set_token(std::string token) {
   auto& state = impl_->server.state();
   std::lock_guard lock(state.mutex);
   state.token = std::move(token);
+}
+
+void FakeApi::push_model_fault(Fault fault) {
+  auto& state = impl_->server.state();
+  std::lock_guard lock(state.mutex);
+  state.model_faults.push_back(std::move(fault));
+}
+
+void FakeApi::set_model_behaviour(ModelBehaviour behaviour) {
+  auto& state = impl_->server.state();
+  std::lock_guard lock(state.mutex);
+  state.models.set_behaviour(std::move(behaviour));
+}
+
+void FakeApi::add_model(FakeModel model) {
+  auto& state = impl_->server.state();
+  std::lock_guard lock(state.mutex);
+  state.models.add(std::move(model));
+}
+
+std::vector<FakeModel> FakeApi::models() const {
+  auto& state = impl_->server.state();
+  std::lock_guard lock(state.mutex);
+  return state.models.snapshot(std::chrono::steady_clock::now());
 }
 
 std::vector<ReceivedFile> FakeApi::files() const {

@@ -1,6 +1,6 @@
 #pragma once
 
-// A faithful fake of the Nebius Token Factory upload API (tests/support/fake_api/upload-openapi.yaml):
+// A faithful fake of the Nebius Token Factory upload and model API (tests/support/fake_api/upload-openapi.yaml):
 // a real HTTPS server on loopback with scriptable faults. Used in-process by tests and, as
 // the `modeldrop-fake-api` executable, by the demo, the benchmarks and the systemd test.
 // README.md beside this file describes the behaviour and the /_fake/ control API.
@@ -98,6 +98,30 @@ struct RequestRecord {
   std::string file_id{};            // the ReceivedFile stored by this request, if any
 };
 
+// A custom model made from an uploaded file (POST /v0/models).
+struct FakeModel {
+  std::string name{};
+  std::string base_model{};
+  std::string source{};  // the file id it was made from
+  std::optional<std::string> description{};
+  std::optional<std::string> project_id{};
+  std::int64_t created_at = 0;
+  // How its validation ends, fixed when it is created (ModelBehaviour): `validating` until
+  // `settles_at`, then `final_status` ("active" or "error", with `final_reason`).
+  std::chrono::steady_clock::time_point settles_at{};
+  std::string final_status = "active";
+  std::string final_reason{};
+  // As last reported (models()): validating, active or error.
+  std::string status = "validating";
+};
+
+// What happens to the models created from now on.
+struct ModelBehaviour {
+  std::chrono::milliseconds validate_for{200};  // `validating` this long
+  std::string status = "active";                // then this: "active" or "error"
+  std::string reason{};                         // status_reason when it ends in "error"
+};
+
 struct FakeApiOptions {
   std::string token = "test-token";  // Bearer token accepted; others get 401, none 403
   bool sink_mode = false;            // no hashing, no storing of content: benchmark speed
@@ -134,6 +158,16 @@ class FakeApi {
   ReceivedFile add_file(ReceivedFile file);
   // Runs on the server's thread right after an upload is stored, before its answer is sent.
   void on_file_stored(std::function<void(const ReceivedFile&)> callback);
+
+  // Custom models (POST /v0/models, GET /v0/models[/{name}]). Faults for those requests, FIFO,
+  // one per request: status (e.g. 409, 422, 503 with Retry-After), slow, stall, malformed_json
+  // and reset_after_body; `store_first` on stall or reset_after_body creates the model before
+  // the answer is lost.
+  void push_model_fault(Fault fault);
+  void set_model_behaviour(ModelBehaviour behaviour);
+  // A model that exists already (as made by another client): its name is taken.
+  void add_model(FakeModel model);
+  [[nodiscard]] std::vector<FakeModel> models() const;
 
   [[nodiscard]] std::vector<ReceivedFile> files() const;
   [[nodiscard]] std::vector<RequestRecord> requests() const;

@@ -287,6 +287,49 @@ std::string request_records_to_json(const std::vector<RequestRecord>& records) {
   return json::serialize(array);
 }
 
+Result<ModelBehaviour> model_behaviour_from_json(std::string_view text) {
+  json::error_code ec;
+  const auto value = json::parse(text, ec);
+  if (ec || !value.is_object()) return make_error("model behaviour must be a JSON object");
+  const auto& object = value.get_object();
+  for (const auto& [key, unused] : object) {
+    if (key != "validate_for" && key != "status" && key != "reason") {
+      return make_error("unknown model behaviour field '" + std::string(key) + "'");
+    }
+  }
+  ModelBehaviour behaviour;
+  const auto validate_for = number_field<std::int64_t>(object, "validate_for", behaviour.validate_for.count());
+  if (!validate_for) return validate_for.error();
+  const auto status = string_field(object, "status", behaviour.status);
+  if (!status) return status.error();
+  const auto reason = string_field(object, "reason", "");
+  if (!reason) return reason.error();
+  if (*validate_for < 0) return make_error("validate_for must not be negative");
+  if (*status != "active" && *status != "error") return make_error("status must be \"active\" or \"error\"");
+  behaviour.validate_for = std::chrono::milliseconds(*validate_for);
+  behaviour.status = *status;
+  behaviour.reason = *reason;
+  return behaviour;
+}
+
+std::string fake_models_to_json(const std::vector<FakeModel>& models) {
+  json::array array;
+  for (const auto& model : models) {
+    json::value description = nullptr;
+    if (model.description) description = json::string(*model.description);
+    json::value project = nullptr;
+    if (model.project_id) project = json::string(*model.project_id);
+    array.push_back(json::object{{"name", model.name},
+                                 {"base_model", model.base_model},
+                                 {"source", model.source},
+                                 {"description", std::move(description)},
+                                 {"project_id", std::move(project)},
+                                 {"status", model.status},
+                                 {"created_at", model.created_at}});
+  }
+  return json::serialize(array);
+}
+
 std::string openai_file_json(const ReceivedFile& file) {
   return json::serialize(openai_file_object(file));
 }

@@ -31,6 +31,11 @@ Result<std::vector<ReceivedFile>> received_files_from_json(std::string_view text
 // The authorization header itself is never written out: only whether there was one.
 std::string request_records_to_json(const std::vector<RequestRecord>& records);
 
+// {"validate_for": ms, "status": "active" | "error", "reason": "..."}; missing fields keep the defaults.
+Result<ModelBehaviour> model_behaviour_from_json(std::string_view text);
+// The models as the fake keeps them, with their status now (GET /_fake/models).
+std::string fake_models_to_json(const std::vector<FakeModel>& models);
+
 // The API's own answer for a stored file (OpenAPI `OpenAIFile`).
 std::string openai_file_json(const ReceivedFile& file);
 
