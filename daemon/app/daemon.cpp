@@ -274,6 +274,7 @@ int Daemon::run() {
             job.id, job.current_path->string(), store::to_string(job.state));
         files_->dispose(job, setup_.config);
       });
+  intake_->set_ended(publish_then_dispose(events_, dispose));  // a broken sidecar fails its job
   watcher_ = std::make_unique<watch::DropWatcher>(io_, setup_.config.watch, *intake_);
   watcher_->start();
 

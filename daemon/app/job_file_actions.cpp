@@ -53,6 +53,34 @@ void dispose_of_ready_marker(const store::Job& job, const std::optional<std::fil
   });
 }
 
+// The sidecar goes where its archive goes: moved into the same folder, removed with a deleted
+// archive, left beside a kept one.
+void dispose_of_sidecar(const store::Job& job, const std::optional<std::filesystem::path>& archive_now,
+                        StoreClient& store, WallTime now) {
+  if (!job.sidecar_path || archive_now == job.current_path) return;
+  const auto& sidecar = *job.sidecar_path;
+  std::optional<std::filesystem::path> sidecar_now;
+  std::error_code ec;
+  if (!std::filesystem::exists(std::filesystem::symlink_status(sidecar, ec))) {
+    // Removed by hand already: only the record is left to update.
+  } else if (archive_now) {
+    auto moved = watch::move_into(sidecar, archive_now->parent_path());
+    if (!moved) {
+      spdlog::warn("job {}: cannot move its sidecar: {}", job.id, moved.error().message);
+      return;
+    }
+    sidecar_now = *moved;
+  } else if (auto removed = watch::remove_file(sidecar); !removed) {
+    spdlog::warn("job {}: cannot remove its sidecar: {}", job.id, removed.error().message);
+    return;
+  }
+  store.run([id = job.id, sidecar_now, now](store::JobStore& s) {
+    if (auto r = s.set_sidecar_path(id, sidecar_now, now); !r) {
+      spdlog::error("store: job {}: cannot record where its sidecar went: {}", id, r.error().message);
+    }
+  });
+}
+
 }  // namespace
 
 void remove_ready_marker(const store::Job& job, store::JobStore& store, WallTime now) {
@@ -79,6 +107,7 @@ void JobFileWork::dispose(const store::Job& job, const config::Config& config) {
       return;
     }
     dispose_of_ready_marker(job, *where, store_, now);
+    dispose_of_sidecar(job, *where, store_, now);
     if (*where == job.current_path) return;
     if (*where) {
       spdlog::info("job {}: moved {} to {}", job.id, job.current_path->string(), (*where)->string());

@@ -1,6 +1,7 @@
 #include "app/watch_intake.hpp"
 
 #include "app/job_file_actions.hpp"
+#include "config/model_registration.hpp"
 #include "store/job_store.hpp"
 
 #include <spdlog/spdlog.h>
@@ -10,6 +11,12 @@ namespace modeldrop::app {
 namespace {
 constexpr auto kRetryUnqueued = std::chrono::seconds(2);
 }
+
+// What queueing a file did, and the job when its sidecar failed it at once.
+struct WatchIntake::Queued {
+  store::EnqueueResult queued;
+  std::optional<store::Job> failed;
+};
 
 void WatchIntake::file_ready(const watch::ReadyFile& file) {
   unqueued_.erase(file.path);  // this report supersedes an earlier one that failed
@@ -21,16 +28,40 @@ void WatchIntake::file_ready(const watch::ReadyFile& file) {
   job.file = store::FileIdentity{static_cast<std::uint64_t>(file.device), static_cast<std::uint64_t>(file.inode),
                                  file.size, file.mtime_ns};
   store_.call(
-      [job, marker = file.ready_marker, now = clock_.now()](store::JobStore& s) {
-        auto queued = s.enqueue(job, now);
-        if (queued && marker && queued->effect != store::EnqueueEffect::unchanged) {
-          if (auto r = s.set_ready_marker_path(queued->job, marker, now); !r)
-            return Result<store::EnqueueResult>(r.error());
+      [job, marker = file.ready_marker, registration = file.registration,
+       now = clock_.now()](store::JobStore& s) -> Result<Queued> {
+        // On the store thread, not the event loop: the sidecar is a file to read.
+        const auto model = config::registration_for_archive(job.path, registration, now);
+        store::NewJob with_model = job;
+        with_model.sidecar_path = model.sidecar;
+        if (model.model) {
+          with_model.model = store::ModelRequest{model.model->name, model.model->base_model, model.model->description};
         }
-        return queued;
+        auto queued = s.enqueue(with_model, now);
+        if (!queued) return queued.error();
+        if (marker && queued->effect != store::EnqueueEffect::unchanged) {
+          if (auto r = s.set_ready_marker_path(queued->job, marker, now); !r) return r.error();
+        }
+        // A broken sidecar fails its job before anything is sent (an upload already running
+        // for an earlier version of the file keeps the model it was queued with).
+        if (model.problem && queued->effect != store::EnqueueEffect::unchanged &&
+            queued->state == store::JobState::pending) {
+          auto failed = s.fail(queued->job, *model.problem, now);
+          if (!failed) return failed.error();
+          return Queued{*queued, std::move(*failed)};
+        }
+        return Queued{*queued, std::nullopt};
       },
-      [this, file](Result<store::EnqueueResult> result) {
+      [this, file](Result<Queued> queued) {
         const auto& path = file.path;
+        if (queued && queued->failed) {
+          spdlog::error("job {}: {} failed: {}", queued->failed->id, path.filename().string(),
+                        queued->failed->last_error.value_or("?"));
+          if (ended_) ended_(*queued->failed);
+          return;
+        }
+        Result<store::EnqueueResult> result =
+            queued ? Result<store::EnqueueResult>(queued->queued) : Result<store::EnqueueResult>(queued.error());
         if (!result) {
           spdlog::error("store: cannot queue {}: {} (trying again in {} s)", path.string(), result.error().message,
                         kRetryUnqueued.count());

@@ -31,10 +31,15 @@ class WatchIntake final : public watch::WatchEvents {
         finished_file_(std::move(finished_file)),
         retry_timer_(io) {}
 
+  // A job the intake ends itself (its sidecar is broken): published and disposed of like the
+  // scheduler's. Without it, such a job is only logged.
+  void set_ended(std::function<void(const store::Job&)> ended) { ended_ = std::move(ended); }
+
   void file_ready(const watch::ReadyFile& file) override;
   void file_removed(const std::filesystem::path& path) override;
 
  private:
+  struct Queued;
   void retry_later(const watch::ReadyFile& file);
   void look_at_finished_job(store::JobId id, const std::filesystem::path& path);
 
@@ -42,6 +47,7 @@ class WatchIntake final : public watch::WatchEvents {
   const Clock& clock_;
   std::function<void()> queued_;
   FinishedJobFile finished_file_;
+  std::function<void(const store::Job&)> ended_;
   // Files the store refused to queue: the watcher reports a file once, so they are tried again
   // here until they are queued, changed (reported anew) or removed.
   std::map<std::filesystem::path, watch::ReadyFile> unqueued_;

@@ -7,6 +7,7 @@
 #include "common/version.hpp"
 #include "config/config.hpp"
 #include "config/config_loader.hpp"
+#include "config/model_registration.hpp"
 #include "store/daemon_lock.hpp"
 #include "store/job_store.hpp"
 
@@ -51,6 +52,8 @@ struct Request {
   std::vector<std::string> paths;
   std::optional<std::string> project;
   std::string validate = "archive";
+  std::optional<std::string> register_base_model;
+  std::optional<std::string> model_name;
 };
 
 // Usage mistakes found after CLI11's own checks: said plainly, exit 2.
@@ -310,8 +313,18 @@ Result<store::NewJob> describe_file(const std::string& given, const std::optiona
   return job;
 }
 
+// --register-base-model and --model-name: the `register` of a watch, for these files alone.
+std::optional<config::RegisterConfig> registration_of(const Request& request) {
+  if (!request.register_base_model) return std::nullopt;
+  config::RegisterConfig registration;
+  registration.base_model = *request.register_base_model;
+  if (request.model_name) registration.name = *request.model_name;
+  return registration;
+}
+
 int add_command(JobStore& store, const Request& request) {
   int rc = exit_code::kSuccess;
+  const auto registration = registration_of(request);
   for (const auto& given : request.paths) {
     auto job = describe_file(
         given, request.project,
@@ -321,6 +334,17 @@ int add_command(JobStore& store, const Request& request) {
       rc = exit_code::kRuntimeError;
       continue;
     }
+    // A sidecar beside the file overrides the flags, as it overrides a watch's `register`; a
+    // broken one keeps the file out of the queue.
+    const auto model = config::registration_for_archive(job->path, registration, WallClock::now());
+    if (model.problem) {
+      print_error(printable(*model.problem));
+      rc = exit_code::kRuntimeError;
+      continue;
+    }
+    job->sidecar_path = model.sidecar;
+    if (model.model)
+      job->model = store::ModelRequest{model.model->name, model.model->base_model, model.model->description};
     const auto shown = printable(job->path.string());
     if (const auto root = hidden_from_service(job->path)) {
       std::cerr << "modeldrop: warning: " << shown << " is under " << *root
@@ -471,6 +495,19 @@ Commands define_commands(CLI::App& cli, Request& request) {
                    "archive check before the last bytes are sent: archive (default), adapter, none")
       ->type_name("KIND")
       ->check(CLI::IsMember({"archive", "adapter", "none"}));
+  auto* base_model =
+      c.add
+          ->add_option("--register-base-model", request.register_base_model,
+                       "after the upload, create a custom model on this base model (a sidecar FILE.yaml may override)")
+          ->type_name("MODEL")
+          ->check(
+              quiet_check([](std::string& value) { return value.empty() ? std::string("must not be empty") : ""; }));
+  c.add
+      ->add_option("--model-name", request.model_name,
+                   "the model's name (default {stem}: the file name without its archive extension; {date} too)")
+      ->type_name("NAME")
+      ->needs(base_model)
+      ->check(quiet_check([](std::string& value) { return config::model_name_template_problem(value).value_or(""); }));
   c.pause = cli.add_subcommand("pause", "hold all new uploads, across daemon restarts, until resume");
   c.resume = cli.add_subcommand("resume", "release the uploads held by pause");
   for (CLI::App* command : {c.status, c.jobs, c.show, c.retry, c.cancel, c.add, c.pause, c.resume}) {

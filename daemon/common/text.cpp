@@ -1,6 +1,7 @@
 #include "common/text.hpp"
 
 #include <algorithm>
+#include <array>
 #include <vector>
 
 namespace modeldrop {
@@ -116,6 +117,19 @@ std::string one_printable_line(std::string_view text, Tabs tabs) {
     }
   }
   return out;
+}
+
+std::string_view archive_extension(std::string_view name) {
+  const std::string lower = ascii_lower(name);
+  constexpr std::array<std::string_view, 4> kArchiveExtensions{".tar.gz", ".tgz", ".zip", ".tar"};
+  for (const auto extension : kArchiveExtensions) {
+    if (lower.size() > extension.size() && std::string_view(lower).ends_with(extension)) {
+      return name.substr(name.size() - extension.size());
+    }
+  }
+  const auto dot = name.rfind('.');
+  if (dot == std::string_view::npos || dot == 0) return {};
+  return name.substr(dot);
 }
 
 }  // namespace modeldrop

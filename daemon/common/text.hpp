@@ -26,4 +26,9 @@ std::string sanitize_utf8(std::string_view text);
 enum class Tabs { keep, escape };
 std::string one_printable_line(std::string_view text, Tabs tabs);
 
+// An archive name's extension: the longest of .tar.gz .tgz .zip .tar that ends the name
+// (case-insensitive), else the last extension, else "". What numbered names go before and
+// what a model name's {stem} leaves out.
+std::string_view archive_extension(std::string_view name);
+
 }  // namespace modeldrop

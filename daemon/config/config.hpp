@@ -54,6 +54,16 @@ struct PollSetting {
 };
 enum class FailureAction { move, keep };
 
+// A custom model made from each archive the watch uploads (`register`; docs/configuration.md).
+struct RegisterConfig {
+  std::string base_model;
+  // A template: {stem} is the archive's name without its archive extension, {date} the UTC
+  // date YYYYMMDD when the archive was queued (model_registration.hpp expands it).
+  std::string name = "{stem}";
+  std::optional<std::string> description;
+  friend bool operator==(const RegisterConfig&, const RegisterConfig&) = default;
+};
+
 struct WatchConfig {
   std::filesystem::path path;             // absolute, normalised
   std::optional<std::string> project_id;  // already resolved: the watch's own or api.project_id
@@ -68,6 +78,7 @@ struct WatchConfig {
   std::optional<std::string> ready_marker;
   PollSetting poll;
   preflight::ArchiveValidation validate = preflight::ArchiveValidation::archive;
+  std::optional<RegisterConfig> registration;  // `register`; none: no model is registered
 
   // Every setting compared, so a reload notices any changed key (new ones included).
   bool operator==(const WatchConfig&) const = default;

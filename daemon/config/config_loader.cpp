@@ -1,6 +1,7 @@
 #include "config/config_loader.hpp"
 
 #include "common/text.hpp"
+#include "config/model_registration.hpp"
 
 #include <arpa/inet.h>
 #include <yaml-cpp/yaml.h>
@@ -21,15 +22,14 @@ namespace fs = std::filesystem;
 constexpr std::array<std::string_view, 8> kTopKeys{"api",   "upload", "retry", "database",
                                                    "watch", "hooks",  "log",   "metrics"};
 constexpr std::array<std::string_view, 3> kHooksKeys{"on_success", "on_failure", "timeout"};
-// Keys reserved for features not built yet (model registration): named as such, not as typos.
-constexpr std::array<std::string_view, 1> kPlannedKeys{"register"};
 constexpr std::array<std::string_view, 7> kApiKeys{"base_url", "token_file",      "project_id",  "ca_file",
                                                    "proxy",    "connect_timeout", "idle_timeout"};
 constexpr std::array<std::string_view, 3> kUploadKeys{"sessions", "max_bytes_per_second", "dedupe"};
 constexpr std::array<std::string_view, 4> kRetryKeys{"initial_backoff", "max_backoff", "max_attempts", "give_up_after"};
-constexpr std::array<std::string_view, 12> kWatchKeys{"path",       "project_id",   "patterns",   "recursive",
-                                                      "settle",     "on_success",   "on_failure", "done_dir",
-                                                      "failed_dir", "ready_marker", "poll",       "validate"};
+constexpr std::array<std::string_view, 13> kWatchKeys{
+    "path",     "project_id", "patterns",     "recursive", "settle",   "on_success", "on_failure",
+    "done_dir", "failed_dir", "ready_marker", "poll",      "validate", "register"};
+constexpr std::array<std::string_view, 3> kRegisterKeys{"base_model", "name", "description"};
 constexpr std::array<std::string_view, 2> kLogKeys{"level", "format"};
 constexpr std::array<std::string_view, 1> kMetricsKeys{"listen"};
 
@@ -165,12 +165,6 @@ class ConfigReader {
       bool known = false;
       for (auto candidate : allowed) known = known || candidate == key;
       if (known) continue;
-      bool planned = false;
-      for (auto candidate : kPlannedKeys) planned = planned || candidate == key;
-      if (planned) {
-        report(key_node, key_path, "not supported by this version (planned, not built yet)");
-        continue;
-      }
       std::string message = "unknown key";
       if (auto suggestion = closest_match(key, std::span<const std::string_view>(allowed.data(), allowed.size()))) {
         message += " (did you mean \"" + *suggestion + "\"?)";
@@ -522,7 +516,28 @@ class ConfigReader {
       report(entry["failed_dir"], path + ".failed_dir", "must not be the watch directory itself");
     }
     read_operations_keys(entry, path, watch);
+    read_registration(entry["register"], path + ".register", watch);
     return watch;
+  }
+
+  // `register`: null, or {base_model, name, description}; base_model is required.
+  void read_registration(const YAML::Node& node, const std::string& path, WatchConfig& watch) {
+    if (!section(node, path)) return;
+    check_keys(node, path, kRegisterKeys);
+    RegisterConfig registration;
+    if (!node["base_model"].IsDefined()) report(node, path + ".base_model", "required");
+    auto base_model = read_string(node["base_model"], path + ".base_model", false);
+    if (auto name = read_string(node["name"], path + ".name", false)) {
+      if (auto problem = model_name_template_problem(*name)) {
+        report(node["name"], path + ".name", *problem);
+      } else {
+        registration.name = *name;
+      }
+    }
+    registration.description = read_string(node["description"], path + ".description", true);
+    if (!base_model) return;
+    registration.base_model = *base_model;
+    watch.registration = std::move(registration);
   }
 
   // The per-watch keys for running on shared and networked storage.

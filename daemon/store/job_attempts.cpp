@@ -205,6 +205,9 @@ Result<Job> JobStore::finish_attempt(const AttemptReport& report, WallTime now) 
     after = db_.query_one(sql, read_job, report.job, effective.bytes_sent, effective.http_status, timestamp(now));
   } else {
     const bool succeeded = effective.next_state == JobState::succeeded;
+    if (succeeded) {
+      if (auto started = start_registration(db_, report.job, now); !started) return started.error();
+    }
     static const std::string sql = returning_job(
         "UPDATE jobs SET state = ?2, attempts = attempts + ?3, next_attempt_at = ?4, bytes_sent = ?5, "
         "http_status = ?6, file_id = coalesce(?7, file_id), file_status = coalesce(?8, file_status), "

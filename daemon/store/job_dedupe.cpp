@@ -83,6 +83,7 @@ Result<Job> JobStore::complete_as_duplicate(JobId job_id, JobId of_job_id, WallT
   }
   const auto reason = "the same content was uploaded by job " + std::to_string(of_job_id);
   if (auto aborted = abort_open_attempt(job_id, reason, now); !aborted) return aborted.error();
+  if (auto started = start_registration(db_, job_id, now); !started) return started.error();
   static const std::string sql = returning_job(
       "UPDATE jobs SET state = 'succeeded', file_id = ?2, file_status = ?3, file_status_details = ?4, "
       "duplicate_of = ?5, last_error = NULL, next_attempt_at = NULL, finished_at = ?6, updated_at = ?6, "

@@ -83,9 +83,16 @@ Result<EnqueueResult> JobStore::enqueue(const NewJob& job, WallTime now) {
     result = {inserted->value_or(0), EnqueueEffect::inserted, JobState::pending};
   }
   if (!written) return written.error();
-  // The archive check the queued (or re-queued) file gets: the watch's setting when it was queued.
+  // What the queued (or re-queued) file gets: the archive check and the model to register, as
+  // the watch (and the sidecar) said when it was queued.
+  const auto& model = job.model;
   if (auto recorded =
-          db_.exec("UPDATE jobs SET validate = ?2 WHERE id = ?1", result.job, preflight::to_string(job.validate));
+          db_.exec("UPDATE jobs SET validate = ?2, model_name = ?3, model_base_model = ?4, model_description = ?5, "
+                   "sidecar_path = ?6 WHERE id = ?1",
+                   result.job, preflight::to_string(job.validate),
+                   model ? std::optional<std::string>(model->name) : std::nullopt,
+                   model ? std::optional<std::string>(model->base_model) : std::nullopt,
+                   model ? model->description : std::nullopt, job.sidecar_path);
       !recorded) {
     return recorded.error();
   }

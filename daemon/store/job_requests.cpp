@@ -84,8 +84,9 @@ Result<std::vector<JobRequestResult>> JobStore::retry(std::span<const JobId> job
     return db_.exec(
         "UPDATE jobs SET state = 'pending', attempts = 0, budget_started_at = ?2, next_attempt_at = NULL, "
         "finished_at = NULL, bytes_sent = 0, last_error = NULL, updated_at = ?2, "
-        "file_id = NULL, file_status = NULL, file_status_details = NULL, http_status = NULL, duplicate_of = NULL "
-        "WHERE id = ?1",
+        "file_id = NULL, file_status = NULL, file_status_details = NULL, http_status = NULL, duplicate_of = NULL, "
+        "model_status = NULL, model_status_reason = NULL, model_checked_at = NULL, model_started_at = NULL, "
+        "model_next_check_at = NULL WHERE id = ?1",
         id, timestamp(now));
   };
   return for_each_requested_job(jobs, refusal, change);

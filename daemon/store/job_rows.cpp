@@ -72,6 +72,25 @@ constexpr std::array kJobColumns{
                 j.validate = preflight::parse_archive_validation(r.optional_text(c).value_or("archive"))
                                  .value_or(preflight::ArchiveValidation::archive);
               }},
+    JobColumn{"sidecar_path", [](R r, int c, Job& j) { j.sidecar_path = read_optional_path(r, c); }},
+    // A job registers a model when model_name is set; the two columns after it belong to it.
+    JobColumn{"model_name",
+              [](R r, int c, Job& j) {
+                if (auto name = r.optional_text(c)) j.model = ModelRequest{std::move(*name), {}, std::nullopt};
+              }},
+    JobColumn{"model_base_model",
+              [](R r, int c, Job& j) {
+                if (j.model) j.model->base_model = r.text(c);
+              }},
+    JobColumn{"model_description",
+              [](R r, int c, Job& j) {
+                if (j.model) j.model->description = r.optional_text(c);
+              }},
+    JobColumn{"model_status", [](R r, int c, Job& j) { j.model_status = r.optional_text(c); }},
+    JobColumn{"model_status_reason", [](R r, int c, Job& j) { j.model_status_reason = r.optional_text(c); }},
+    JobColumn{"model_checked_at", [](R r, int c, Job& j) { j.model_checked_at = read_optional_time(r, c); }},
+    JobColumn{"model_started_at", [](R r, int c, Job& j) { j.model_started_at = read_optional_time(r, c); }},
+    JobColumn{"model_next_check_at", [](R r, int c, Job& j) { j.model_next_check_at = read_optional_time(r, c); }},
 };
 
 using AttemptColumn = ColumnMapping<Attempt>;
@@ -192,6 +211,13 @@ Result<std::optional<Job>> claim_one(Connection& db, const std::string& sql, Wal
   if (!claimed) return claimed.error();
   if (auto committed = write->commit(); !committed) return committed.error();
   return claimed;
+}
+
+Result<void> start_registration(Connection& db, JobId job, WallTime now) {
+  return db.exec(
+      "UPDATE jobs SET model_status = 'registering', model_status_reason = NULL, model_checked_at = NULL, "
+      "model_started_at = ?2, model_next_check_at = NULL WHERE id = ?1 AND model_name IS NOT NULL",
+      job, timestamp(now));
 }
 
 Result<std::optional<WallTime>> next_due_from(Connection& db, const std::string& sql, WallTime now) {

@@ -46,6 +46,8 @@ bool is_final(JobState state);
 
 // Runs one claim statement (?1 = now, RETURNING the job) in its own write; the job it took.
 Result<std::optional<Job>> claim_one(Connection& db, const std::string& sql, WallTime now);
+// A job that registers a model and has just succeeded: its registration starts, due now.
+Result<void> start_registration(Connection& db, JobId job, WallTime now);
 // When the next pending job is due, from "SELECT <one is due now>, <earliest next_attempt_at>":
 // `now` for one due now, none when nothing is pending.
 Result<std::optional<WallTime>> next_due_from(Connection& db, const std::string& sql, WallTime now);

@@ -45,6 +45,20 @@ struct FileIdentity {
   friend bool operator==(const FileIdentity&, const FileIdentity&) = default;
 };
 
+// The custom model a job registers once its upload succeeded, as resolved when it was queued
+// (the watch's `register`, a sidecar, or `modeldrop add --register-base-model`).
+struct ModelRequest {
+  std::string name;
+  std::string base_model;
+  std::optional<std::string> description;
+  friend bool operator==(const ModelRequest&, const ModelRequest&) = default;
+};
+
+// model_status while a registration is in progress; it then ends `active`, `error` or in
+// another word of the API's.
+inline constexpr std::string_view kModelRegistering = "registering";  // POST /v0/models not answered yet
+inline constexpr std::string_view kModelValidating = "validating";    // created; polled until it is usable
+
 // One row of `jobs`: the public columns (docs/database.md), then modeldrop's own.
 struct Job {
   JobId id = 0;
@@ -74,6 +88,14 @@ struct Job {
   std::optional<JobId> duplicate_of;                       // dedupe: the succeeded job whose upload this one reuses
   std::optional<std::filesystem::path> ready_marker_path;  // the marker that queued it, where it is now
   preflight::ArchiveValidation validate = preflight::ArchiveValidation::archive;  // NULL (version 1 jobs): archive
+  std::optional<std::filesystem::path> sidecar_path;  // the sidecar read when it was queued, where it is now
+
+  std::optional<ModelRequest> model;               // none: the job registers no model
+  std::optional<std::string> model_status;         // none until the upload succeeded (see kModelRegistering)
+  std::optional<std::string> model_status_reason;  // why it is `error`, or why the last look failed
+  std::optional<WallTime> model_checked_at;        // the API's last answer about the model
+  std::optional<WallTime> model_started_at;        // registration began; polling gives up 24 h later
+  std::optional<WallTime> model_next_check_at;     // while in progress: the next look (none: now)
 };
 
 // One row of `attempts`.
@@ -101,6 +123,8 @@ struct NewJob {
   FileIdentity file;
   std::optional<WallTime> next_attempt_at;                                        // none: due now
   preflight::ArchiveValidation validate = preflight::ArchiveValidation::archive;  // the watch's, or `add --validate`
+  std::optional<ModelRequest> model;                                              // the model to register, if any
+  std::optional<std::filesystem::path> sidecar_path;                              // the sidecar that was read
 };
 
 enum class EnqueueEffect {
@@ -165,6 +189,14 @@ struct Reconciliation {
 struct RecoveryReport {
   std::int64_t jobs_requeued = 0;     // uploading -> pending
   std::int64_t attempts_aborted = 0;  // open attempts -> aborted
+};
+
+// What a look at a job's model found (JobStore::record_model_status).
+struct ModelUpdate {
+  std::string status;                     // model_status from now on
+  std::optional<std::string> reason;      // model_status_reason (replaced; none clears it)
+  std::optional<WallTime> next_check_at;  // none: the registration has ended
+  bool answered = true;                   // the API said something about the model: model_checked_at = now
 };
 
 // A job whose completion hook is due, with what the hook is told about it.
@@ -360,6 +392,18 @@ class JobStore {
   Result<void> set_project_id(JobId job, std::string_view project_id, WallTime now);
   // SQLite's plan for claim_next, one line per step (the index test checks it).
   Result<std::vector<std::string>> explain_claim_next();
+
+  // -- Model registration (store/job_models.cpp). A job that registers a model starts its
+  // registration (`registering`, due now) in the transaction that makes it succeeded.
+  // Registrations in progress whose next look is due, the earliest first.
+  Result<std::vector<Job>> registrations_due(WallTime now, std::size_t limit);
+  // When the next registration look is due (now for one due already); none when none is in progress.
+  Result<std::optional<WallTime>> next_registration_check(WallTime now);
+  // Records a look at the job's model; none when its registration is no longer in progress
+  // (`modeldrop retry --force` started the job again meanwhile).
+  Result<std::optional<Job>> record_model_status(JobId job, const ModelUpdate& update, WallTime now);
+  // The sidecar's new place after its archive moved; none once removed.
+  Result<void> set_sidecar_path(JobId job, const std::optional<std::filesystem::path>& path, WallTime now);
 
   // -- Completion hooks (store/job_hooks.cpp).
   // Whether jobs that end from now on owe a hook (the daemon says so at start and reload).

@@ -264,19 +264,6 @@ Result<fs::path> move_across_filesystems(const fs::path& file, const fs::path& d
 
 }  // namespace
 
-std::string_view archive_extension(std::string_view name) {
-  const std::string lower = ascii_lower(name);
-  constexpr std::array<std::string_view, 4> kArchiveExtensions{".tar.gz", ".tgz", ".zip", ".tar"};
-  for (const auto extension : kArchiveExtensions) {
-    if (lower.size() > extension.size() && std::string_view(lower).ends_with(extension)) {
-      return name.substr(name.size() - extension.size());
-    }
-  }
-  const auto dot = name.rfind('.');
-  if (dot == std::string_view::npos || dot == 0) return {};
-  return name.substr(dot);
-}
-
 std::string numbered_name(std::string_view name, unsigned n) {
   if (n == 0) return std::string(name);
   const std::string_view extension = archive_extension(name);

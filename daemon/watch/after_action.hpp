@@ -10,10 +10,6 @@
 
 namespace modeldrop::watch {
 
-// The archive extension the collision suffix goes before: the longest of .tar.gz .tgz .zip
-// .tar that ends the name (case-insensitive), else the last extension, else "".
-std::string_view archive_extension(std::string_view name);
-
 // docs/configuration.md: "model.tar.gz" with n = 2 is "model.2.tar.gz"; n = 0 is the name itself. A
 // numbered name never exceeds NAME_MAX (255 bytes): a long stem is cut short to fit.
 std::string numbered_name(std::string_view name, unsigned n);

@@ -16,6 +16,7 @@
 
 #include <csignal>
 #include <fstream>
+#include <map>
 #include <set>
 #include <sstream>
 
@@ -231,6 +232,9 @@ TEST_F(CliTest, UsageErrorsAreExit2) {
       {"add"},
       {"add", "x.zip", "--project", ""},
       {"add", "x.zip", "--validate", "zip"},
+      {"add", "x.zip", "--model-name", "n"},  // a name needs --register-base-model
+      {"add", "x.zip", "--register-base-model", "b", "--model-name", "{version}"},
+      {"add", "x.zip", "--register-base-model", ""},
       {"status", "--config", "c.yaml"},  // with --db: one or the other
   };
   for (const auto& args : bad) {
@@ -547,6 +551,40 @@ TEST_F(CliTest, AddRecordsTheArchiveCheckAsked) {
               job.path == lora ? preflight::ArchiveValidation::adapter : preflight::ArchiveValidation::archive)
         << job.path;
   }
+}
+
+TEST_F(CliTest, AddRegistersAModelNamedByFlagOrSidecar) {
+  const auto lora = dir_.write("lora.tar.gz", "adapter");
+  const auto named = dir_.write("named.zip", "adapter 2");
+  const auto plain = dir_.write("plain.zip", "archive");
+  const auto sidecar_one = dir_.write("side.zip", "adapter 3");
+  dir_.write("side.zip.yaml", "name: from-sidecar\ndescription: what it is\n");
+  ASSERT_EQ(modeldrop({"add", lora.string(), "--register-base-model", "meta-llama/Llama-3.1-8B"}).exit_code, 0);
+  ASSERT_EQ(modeldrop({"add", named.string(), "--register-base-model", "b", "--model-name", "team-{stem}"}).exit_code,
+            0);
+  ASSERT_EQ(modeldrop({"add", plain.string()}).exit_code, 0);
+  ASSERT_EQ(modeldrop({"add", sidecar_one.string(), "--register-base-model", "b", "--model-name", "flag"}).exit_code,
+            0);
+  std::map<std::filesystem::path, store::Job> by_path;
+  for (auto& job : must(store().list_jobs({}, 10))) by_path.emplace(job.path, std::move(job));
+  ASSERT_TRUE(by_path.at(lora).model);
+  EXPECT_EQ(*by_path.at(lora).model, (store::ModelRequest{"lora", "meta-llama/Llama-3.1-8B", std::nullopt}));
+  EXPECT_EQ(by_path.at(named).model->name, "team-named");
+  EXPECT_FALSE(by_path.at(plain).model) << "no --register-base-model, no model";
+  EXPECT_EQ(*by_path.at(sidecar_one).model, (store::ModelRequest{"from-sidecar", "b", "what it is"}))
+      << "the sidecar overrides the flags, as it overrides a watch's register";
+  EXPECT_EQ(by_path.at(sidecar_one).sidecar_path, dir_ / "side.zip.yaml");
+}
+
+TEST_F(CliTest, AddKeepsAFileWithABrokenSidecarOutOfTheQueue) {
+  const auto file = dir_.write("lora.zip", "adapter");
+  dir_.write("lora.zip.yaml", "name: ok\nbase_modle: typo\n");
+  const auto result = modeldrop({"add", file.string(), "--register-base-model", "b"});
+  EXPECT_EQ(result.exit_code, 1);
+  EXPECT_TRUE(contains(result.err, "sidecar: " + (dir_ / "lora.zip.yaml").string() + ":2: base_modle: unknown key"))
+      << result.err;
+  EXPECT_TRUE(must(store().list_jobs({}, 10)).empty());
+  EXPECT_EQ(modeldrop({"add", file.string()}).exit_code, 0) << "without registration the sidecar is not read";
 }
 
 TEST_F(CliTest, AddFollowsTheSameFileRule) {

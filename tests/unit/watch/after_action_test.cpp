@@ -1,5 +1,6 @@
 #include "watch/after_action.hpp"
 
+#include "common/text.hpp"
 #include "support/temp_dir.hpp"
 
 #include <gtest/gtest.h>
