@@ -5,6 +5,7 @@
 #include "app/hook_dispatch.hpp"
 #include "app/job_events.hpp"
 #include "app/job_file_actions.hpp"
+#include "app/model_registrar.hpp"
 #include "app/preflight_stage.hpp"
 #include "app/status_line.hpp"
 #include "app/store_client.hpp"
@@ -105,6 +106,7 @@ class Daemon {
   std::unique_ptr<PreflightStage> preflight_;
   std::unique_ptr<WatchIntake> intake_;
   std::unique_ptr<HookDispatch> hooks_;
+  std::unique_ptr<ModelRegistrar> registrar_;
   std::unique_ptr<watch::DropWatcher> watcher_;
   std::unique_ptr<asio::signal_set> signals_;
   // The Prometheus endpoint, when metrics.listen is set.
@@ -257,6 +259,11 @@ int Daemon::run() {
 
   // 3b. Completion hooks: due from the transaction that ends a job, run on a thread of their own.
   hooks_ = std::make_unique<HookDispatch>(io_, *store_, clock_, setup_.config);
+  // 3c. Model registration: a succeeded job that registers a model starts it (or a restart resumes it).
+  registrar_ = std::make_unique<ModelRegistrar>(io_, *store_, *pool_, clock_);
+  events_.on_job_finished([this](const JobFinished& finished) {
+    if (finished.job.state == store::JobState::succeeded && finished.job.model) registrar_->wake();
+  });
 
   // 4. Watcher: every watch is added before any directory is scanned, so no file slips
   //    between the scan and the watch (docs/files.md).
@@ -299,6 +306,7 @@ int Daemon::run() {
   preflight_->sweep();
   scheduler_->start();
   hooks_->start();
+  registrar_->start();
   start_periodic_duties();
   notifier_.ready();
   spdlog::info("ready: watching {} director{}", setup_.config.watch.size(),
@@ -311,6 +319,7 @@ int Daemon::run() {
   metrics_server_.reset();
   watcher_.reset();
   hooks_.reset();
+  registrar_.reset();
   preflight_->stop();
   files_->stop();  // a move in progress ends and its new path reaches the store below
   pool_.reset();
@@ -396,6 +405,7 @@ void Daemon::apply_token(const config::TokenLookup& lookup) {
   pool_->apply(pool_settings(setup_.config, *setup_.token.token));
   spdlog::info("API token changed (from {})", setup_.token.source);
   scheduler_->token_changed();
+  registrar_->token_changed();
 }
 
 void Daemon::check_token_file() {
@@ -457,7 +467,8 @@ void Daemon::shutdown() {
   notifier_.stopping();
   if (metrics_server_) metrics_server_->stop();
   watcher_->stop();
-  hooks_->stop();  // a hook cut short stays due and runs again at the next start
+  hooks_->stop();      // a hook cut short stays due and runs again at the next start
+  registrar_->stop();  // a step cut short is taken again at the next start
   heartbeat_timer_.cancel();
   poll_timer_.cancel();
   token_timer_.cancel();

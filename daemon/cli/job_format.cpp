@@ -124,6 +124,27 @@ std::string more_jobs_line(std::size_t shown, std::int64_t total) {
   return fmt::format("\u2026 {} more, use --limit {} to see them\n", hidden, total);
 }
 
+namespace {
+
+// "validating (next look in 20s)", "error: <reason>", "registered once uploaded".
+std::string model_status_text(const Job& job, const View& view) {
+  if (!job.model_status) return job.state == JobState::succeeded ? "to register" : "registered once uploaded";
+  std::string text = printable(*job.model_status);
+  const bool in_progress = job.model_status == store::kModelRegistering || job.model_status == store::kModelValidating;
+  if (in_progress && job.model_next_check_at && *job.model_next_check_at > view.now) {
+    text += " (next look in " + format_span(whole_seconds(*job.model_next_check_at - view.now)) + ")";
+  }
+  if (job.model_status_reason) text += ": " + printable(*job.model_status_reason);
+  return text;
+}
+
+}  // namespace
+
+std::string model_situation(const Job& job, const View& view) {
+  if (!job.model) return {};
+  return "model " + printable(job.model->name) + ": " + model_status_text(job, view);
+}
+
 std::string job_situation(const Job& job, const View& view) {
   constexpr std::size_t kWidth = 60;
   switch (job.state) {
@@ -142,6 +163,8 @@ std::string job_situation(const Job& job, const View& view) {
       return shorten(line, kWidth);
     }
     case JobState::succeeded: {
+      // The model first: what a registering drop folder is for; the file id is in `show`.
+      if (job.model) return shorten(model_situation(job, view) + "; " + text_or_dash(job.file_id), kWidth);
       // The job referred to first: a long file id is what gets cut, not the reference.
       if (job.duplicate_of) {
         return shorten("same content as job " + std::to_string(*job.duplicate_of) + ": " + text_or_dash(job.file_id),
@@ -233,6 +256,14 @@ std::string render_job(const store::JobWithAttempts& entry, const View& view) {
   field("http status", job.http_status ? std::to_string(*job.http_status) : "-");
   field("last error", text_or_dash(job.last_error));
   if (job.duplicate_of) field("same content as", "job " + std::to_string(*job.duplicate_of));
+  if (job.model) {
+    field("model", printable(job.model->name) + " (base " + printable(job.model->base_model) + ")");
+    if (job.model->description) field("model description", printable(*job.model->description));
+    field("model status", model_status_text(job, view));
+    field("model started", time_or_dash(job.model_started_at));
+    field("model checked", time_or_dash(job.model_checked_at));
+  }
+  if (job.sidecar_path) field("sidecar", printable(job.sidecar_path->string()));
   field("created", format_timestamp(job.created_at));
   field("updated", format_timestamp(job.updated_at));
   field("finished", time_or_dash(job.finished_at));
@@ -311,6 +342,13 @@ boost::json::object job_json(const Job& job) {
   o["updated_at"] = format_timestamp(job.updated_at);
   o["finished_at"] = json_time(job.finished_at);
   o["duplicate_of"] = json_number(job.duplicate_of);
+  o["model_name"] = job.model ? json_text(job.model->name) : nullptr;
+  o["model_base_model"] = job.model ? json_text(job.model->base_model) : nullptr;
+  o["model_description"] = job.model ? json_text(job.model->description) : nullptr;
+  o["model_status"] = json_text(job.model_status);
+  o["model_status_reason"] = json_text(job.model_status_reason);
+  o["model_checked_at"] = json_time(job.model_checked_at);
+  o["sidecar_path"] = json_path(job.sidecar_path);
   return o;
 }
 

@@ -43,6 +43,10 @@ std::string format_span(std::chrono::seconds span);
 // "[########------------]  40%  12 MiB/s  ETA 1m05s" for an uploading job.
 std::string progress_line(const store::Job& job);
 
+// "model my-lora: validating (next look in 20s)": how far the job's model got; empty when the
+// job registers none.
+std::string model_situation(const store::Job& job, const View& view);
+
 // The one-line summary of a job's situation shown in `jobs` (progress, next attempt, error, file id).
 std::string job_situation(const store::Job& job, const View& view);
 
@@ -57,7 +61,8 @@ std::string render_status(const StatusReport& status, WallTime now);
 // attempt is "running", or "interrupted" when no daemon runs it.
 std::string attempts_summary(const store::JobWithAttempts& job, bool daemon_running = true);
 
-// JSON: a job keyed by the public `jobs` columns (docs/database.md) plus "duplicate_of";
+// JSON: a job keyed by the public `jobs` columns (docs/database.md, the model's included) plus
+// "duplicate_of";
 // `show` adds "attempt_history".
 boost::json::object job_json(const store::Job& job);
 boost::json::object job_with_attempts_json(const store::JobWithAttempts& job);

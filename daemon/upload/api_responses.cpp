@@ -103,6 +103,21 @@ std::optional<FilePage> parse_file_page(std::string_view body) {
   return page;
 }
 
+std::optional<CustomModel> parse_custom_model(std::string_view body) {
+  auto value = parse_json(body);
+  if (!value || !value->is_object()) return std::nullopt;
+  const auto& object = value->as_object();
+  auto name = string_field(object, "name");
+  if (!name || name->empty()) return std::nullopt;
+  CustomModel model;
+  model.name = std::move(*name);
+  model.status = string_field(object, "status");
+  if (auto reason = string_field(object, "status_reason")) model.status_reason = bounded(std::move(*reason));
+  model.source = string_field(object, "source");
+  if (!model.source) model.source = string_field(object, "file_id");
+  return model;
+}
+
 std::string error_detail(std::string_view body) {
   if (auto value = parse_json(body); value && value->is_object()) {
     if (const auto* detail = value->as_object().if_contains("detail")) {

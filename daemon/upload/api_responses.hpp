@@ -32,6 +32,17 @@ struct FilePage {
 };
 std::optional<FilePage> parse_file_page(std::string_view body);
 
+// A custom model (POST /v0/models, GET /v0/models/{name}): `name` must be a non-empty string.
+// `source` is the file it was made from (`source`, else `file_id`); `status_reason` is bounded,
+// valid UTF-8 text, as it goes into the database.
+struct CustomModel {
+  std::string name;
+  std::optional<std::string> status;
+  std::optional<std::string> status_reason;
+  std::optional<std::string> source;
+};
+std::optional<CustomModel> parse_custom_model(std::string_view body);
+
 // The human text of an error answer: FastAPI's `{"detail": [{"loc", "msg"}...]}` as
 // "body.file: Field required; ...", `{"detail": "text"}` as the text, anything else as
 // the body's first line (trimmed, bounded, valid UTF-8). Empty for an empty body.

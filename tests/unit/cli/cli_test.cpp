@@ -48,10 +48,33 @@ bool contains(const std::string& text, const std::string& part) {
   return text.find(part) != std::string::npos;
 }
 
-const std::vector<std::string> kJobKeys{
-    "id",          "path",       "current_path",    "watch_dir",  "project_id",  "size_bytes",  "sha256",
-    "state",       "attempts",   "next_attempt_at", "bytes_sent", "file_id",     "file_status", "file_status_details",
-    "http_status", "last_error", "created_at",      "updated_at", "finished_at", "duplicate_of"};
+const std::vector<std::string> kJobKeys{"id",
+                                        "path",
+                                        "current_path",
+                                        "watch_dir",
+                                        "project_id",
+                                        "size_bytes",
+                                        "sha256",
+                                        "state",
+                                        "attempts",
+                                        "next_attempt_at",
+                                        "bytes_sent",
+                                        "file_id",
+                                        "file_status",
+                                        "file_status_details",
+                                        "http_status",
+                                        "last_error",
+                                        "created_at",
+                                        "updated_at",
+                                        "finished_at",
+                                        "duplicate_of",
+                                        "model_name",
+                                        "model_base_model",
+                                        "model_description",
+                                        "model_status",
+                                        "model_status_reason",
+                                        "model_checked_at",
+                                        "sidecar_path"};
 
 std::set<std::string> keys_of(const boost::json::object& object) {
   std::set<std::string> keys;
@@ -461,6 +484,48 @@ TEST_F(CliTest, ShowPrintsTheJobAndItsAttempts) {
   EXPECT_EQ(history[1].at("attempt").as_int64(), 2);
   EXPECT_TRUE(history[1].at("outcome").is_null());
   EXPECT_TRUE(history[1].at("finished_at").is_null());
+}
+
+TEST_F(CliTest, JobsShowAndJsonSayHowFarTheModelGot) {
+  store::NewJob registering = new_job("lora.zip", 1);
+  registering.model = store::ModelRequest{"my-lora", "meta-llama/Llama-3.1-8B", "nightly"};
+  registering.sidecar_path = "/spool/in/lora.zip.yaml";
+  const JobId id = must(store().enqueue(registering, now())).job;
+  auto claimed = must(store().claim_next(now()));
+  must(store().begin_attempt(id, now()));
+  AttemptReport report;
+  report.job = id;
+  report.outcome = AttemptOutcome::succeeded;
+  report.http_status = 200;
+  report.bytes_sent = 1000;
+  report.next_state = JobState::succeeded;
+  report.file_id = "file-lora";
+  must(store().finish_attempt(report, now()));
+  must(store().record_model_status(id, {"validating", std::nullopt, now() + 20s}, now()));
+
+  const auto table = modeldrop({"jobs"});
+  EXPECT_TRUE(contains(table.out, "model my-lora: validating (next look in 1")) << table.out;
+  const auto shown = modeldrop({"show", std::to_string(id)});
+  EXPECT_TRUE(contains(shown.out, "model:               my-lora (base meta-llama/Llama-3.1-8B)")) << shown.out;
+  EXPECT_TRUE(contains(shown.out, "model description:   nightly")) << shown.out;
+  EXPECT_TRUE(contains(shown.out, "model status:        validating (next look in")) << shown.out;
+  EXPECT_TRUE(contains(shown.out, "sidecar:             /spool/in/lora.zip.yaml")) << shown.out;
+
+  must(store().record_model_status(id, {"error", std::string("adapter rank too high"), std::nullopt}, now()));
+  EXPECT_TRUE(contains(modeldrop({"jobs"}).out, "model my-lora: error: adapter rank too high"))
+      << modeldrop({"jobs"}).out;
+  const auto value = json_of(modeldrop({"show", std::to_string(id), "--json"}));
+  EXPECT_EQ(value.at("model_name"), "my-lora");
+  EXPECT_EQ(value.at("model_base_model"), "meta-llama/Llama-3.1-8B");
+  EXPECT_EQ(value.at("model_status"), "error");
+  EXPECT_EQ(value.at("model_status_reason"), "adapter rank too high");
+  EXPECT_TRUE(parse_timestamp(value.at("model_checked_at").as_string().c_str()));
+  EXPECT_EQ(value.at("sidecar_path"), "/spool/in/lora.zip.yaml");
+
+  const JobId plain = add("plain.zip", 2);
+  const auto plain_json = json_of(modeldrop({"show", std::to_string(plain), "--json"}));
+  EXPECT_TRUE(plain_json.at("model_name").is_null());
+  EXPECT_FALSE(contains(modeldrop({"show", std::to_string(plain)}).out, "model")) << "no model lines for a plain job";
 }
 
 TEST_F(CliTest, ShowOfAnUnknownJobIsExit1) {

@@ -42,6 +42,27 @@ TEST(ParseFilePage, KeepsEntriesWithIdsAndTheCursor) {
   EXPECT_FALSE(parse_file_page("[]"));
 }
 
+TEST(ParseCustomModel, NeedsANameAndTakesSourceOrFileId) {
+  auto model = parse_custom_model(
+      R"({"name":"my-lora","status":"error","status_reason":"rank too high","source":"file-1","file_id":"file-2"})");
+  ASSERT_TRUE(model);
+  EXPECT_EQ(model->name, "my-lora");
+  EXPECT_EQ(model->status, "error");
+  EXPECT_EQ(model->status_reason, "rank too high");
+  EXPECT_EQ(model->source, "file-1");
+  auto listed = parse_custom_model(R"({"name":"m","file_id":"file-2","status":null})");
+  ASSERT_TRUE(listed);
+  EXPECT_EQ(listed->source, "file-2");
+  EXPECT_FALSE(listed->status);
+  EXPECT_FALSE(parse_custom_model(R"({"name":""})"));
+  EXPECT_FALSE(parse_custom_model(R"({"status":"active"})"));
+  EXPECT_FALSE(parse_custom_model("[1]"));
+  const std::string body = R"({"name":"m","status_reason":")" + std::string(2000, 'x') + R"("})";
+  const auto long_reason = parse_custom_model(body);
+  ASSERT_TRUE(long_reason);
+  EXPECT_LE(long_reason->status_reason->size(), 503u) << "bounded before it goes into the database";
+}
+
 TEST(ErrorDetail, FastApiShapes) {
   EXPECT_EQ(error_detail(R"({"detail":[{"type":"missing","loc":["body","file"],"msg":"Field required"},)"
                          R"({"loc":["query","ai_project_id",0],"msg":"bad"}]})"),
