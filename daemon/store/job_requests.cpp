@@ -73,6 +73,14 @@ Result<std::vector<JobRequestResult>> JobStore::retry(std::span<const JobId> job
           "job " + std::to_string(job.id) + ": its cancelled upload is still being stopped; retry it in a moment",
           StoreErrc::illegal_transition)};
     }
+    if (job.state == JobState::failed && job.last_error && job.last_error->starts_with(kSidecarProblem)) {
+      // Retried as it is, it would upload without the model its sidecar was meant to describe.
+      return std::optional<Error>{
+          make_error("job " + std::to_string(job.id) +
+                         " failed on its sidecar; fix the sidecar and put it with a copy of the archive back into the "
+                         "watched folder (a copy is a new file: the same file is never queued twice)",
+                     StoreErrc::illegal_transition)};
+    }
     if (!job.current_path) {
       return std::optional<Error>{make_error("job " + std::to_string(job.id) + ": its file is gone (" +
                                                  job.last_error.value_or("no current path") + "); nothing to retry",
@@ -98,7 +106,8 @@ Result<std::vector<JobId>> JobStore::retry_failed(WallTime now) {
   auto retried = db_.query_all(
       "UPDATE jobs SET state = 'pending', attempts = 0, budget_started_at = ?1, next_attempt_at = NULL, "
       "finished_at = NULL, bytes_sent = 0, last_error = NULL, updated_at = ?1 "
-      "WHERE state = 'failed' AND current_path IS NOT NULL RETURNING id",
+      "WHERE state = 'failed' AND current_path IS NOT NULL AND coalesce(substr(last_error, 1, 9), '') <> 'sidecar: ' "
+      "RETURNING id",
       first_int64, timestamp(now));
   if (!retried) return retried.error();
   if (auto committed = write->commit(); !committed) return committed.error();

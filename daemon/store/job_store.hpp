@@ -58,6 +58,8 @@ struct ModelRequest {
 // another word of the API's.
 inline constexpr std::string_view kModelRegistering = "registering";  // POST /v0/models not answered yet
 inline constexpr std::string_view kModelValidating = "validating";    // created; polled until it is usable
+// How last_error begins for a job whose sidecar could not be used (it is never retried as it is).
+inline constexpr std::string_view kSidecarProblem = "sidecar: ";
 
 // One row of `jobs`: the public columns (docs/database.md), then modeldrop's own.
 struct Job {
@@ -370,6 +372,7 @@ class JobStore {
   enum class Retry { unfinished, again };
   Result<std::vector<JobRequestResult>> retry(std::span<const JobId> jobs, WallTime now,
                                               Retry which = Retry::unfinished);
+  // A job that failed on its sidecar is refused by both (retried, it would register nothing).
   // Every failed job whose file is still there; returns the ids retried.
   Result<std::vector<JobId>> retry_failed(WallTime now);
 

@@ -104,6 +104,19 @@ TEST_F(ModelStoreTest, RetryAgainForgetsTheEarlierRegistration) {
   EXPECT_FALSE(job.model_checked_at);
 }
 
+TEST_F(ModelStoreTest, AJobThatFailedOnItsSidecarIsNotRetriedAsItIs) {
+  const JobId broken = add("/spool/in/lora.zip", 1);
+  must(store().fail(broken, "sidecar: /spool/in/lora.zip.yaml:2: base_modle: unknown key", t0()));
+  const JobId other = add("/spool/in/other.zip", 2);
+  must(store().fail(other, "unreadable", t0()));
+  const JobId ids[] = {broken};
+  const auto results = must(store().retry(ids, t0() + 1s));
+  ASSERT_TRUE(results[0].error);
+  EXPECT_NE(results[0].error->message.find("failed on its sidecar"), std::string::npos) << results[0].error->message;
+  EXPECT_EQ(must(store().retry_failed(t0() + 1s)), std::vector<JobId>{other});
+  EXPECT_EQ(must(store().find_job(broken))->state, JobState::failed);
+}
+
 TEST_F(ModelStoreTest, TheSidecarPathFollowsItsArchive) {
   const JobId id = add_registering("/spool/in/lora.zip", 1);
   must(store().set_sidecar_path(id, std::filesystem::path("/spool/in/done/lora.zip.yaml"), t0()));
