@@ -54,7 +54,7 @@ store::ModelUpdate model_update_from(const upload::CustomModel& model, WallTime 
 
 ModelRegistrar::ModelRegistrar(boost::asio::io_context& io, StoreClient& store, upload::UploadPool& pool,
                                const Clock& clock)
-    : io_(io), store_(store), pool_(pool), clock_(clock), timer_(io) {}
+    : store_(store), pool_(pool), clock_(clock), timer_(io) {}
 
 void ModelRegistrar::start() {
   look();
@@ -100,7 +100,9 @@ void ModelRegistrar::look(std::optional<WallTime> horizon) {
                   }
                 }
                 if (std::exchange(look_again_, false)) return look();
-                plan_next_look();
+                // A step under way looks again when it is recorded; planning now would find it
+                // still due and spin until then.
+                if (in_flight_.empty()) plan_next_look();
               });
 }
 

@@ -67,7 +67,6 @@ class ModelRegistrar {
   [[nodiscard]] upload::ApiRequest::Query project_query(const store::Job& job) const;
   [[nodiscard]] static std::string model_path(const store::Job& job);
 
-  boost::asio::io_context& io_;
   StoreClient& store_;
   upload::UploadPool& pool_;
   const Clock& clock_;

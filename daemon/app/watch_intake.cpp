@@ -34,6 +34,7 @@ void WatchIntake::file_ready(const watch::ReadyFile& file) {
         const auto model = config::registration_for_archive(job.path, registration, now);
         store::NewJob with_model = job;
         with_model.sidecar_path = model.sidecar;
+        with_model.keep_registration = model.problem.has_value();
         if (model.model) {
           with_model.model = store::ModelRequest{model.model->name, model.model->base_model, model.model->description};
         }

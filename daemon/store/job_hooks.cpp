@@ -20,8 +20,8 @@ Result<std::vector<DueHook>> JobStore::due_hooks(std::size_t limit) {
   enum Column { id, state, path, current_path, watch_dir, file_id, project_id, model_name, last_error };
   return db_.query_all(
       "SELECT id, state, path, current_path, watch_dir, file_id, project_id, model_name, last_error FROM jobs "
-      "WHERE hook_state = 'due' AND (state <> 'succeeded' OR model_name IS NULL OR model_status IN ('active', "
-      "'error')) ORDER BY id LIMIT ?1",
+      "WHERE hook_state = 'due' AND (state <> 'succeeded' OR model_name IS NULL OR (model_status IS NOT NULL "
+      "AND model_status NOT IN ('registering', 'validating'))) ORDER BY id LIMIT ?1",
       [](const Statement& r) {
         DueHook hook;
         hook.job = r.int64(id);

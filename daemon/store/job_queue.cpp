@@ -86,13 +86,15 @@ Result<EnqueueResult> JobStore::enqueue(const NewJob& job, WallTime now) {
   // What the queued (or re-queued) file gets: the archive check and the model to register, as
   // the watch (and the sidecar) said when it was queued.
   const auto& model = job.model;
-  if (auto recorded =
-          db_.exec("UPDATE jobs SET validate = ?2, model_name = ?3, model_base_model = ?4, model_description = ?5, "
-                   "sidecar_path = ?6 WHERE id = ?1",
-                   result.job, preflight::to_string(job.validate),
-                   model ? std::optional<std::string>(model->name) : std::nullopt,
-                   model ? std::optional<std::string>(model->base_model) : std::nullopt,
-                   model ? model->description : std::nullopt, job.sidecar_path);
+  if (auto recorded = db_.exec("UPDATE jobs SET validate = ?2, model_name = CASE WHEN ?7 THEN model_name ELSE ?3 END, "
+                               "model_base_model = CASE WHEN ?7 THEN model_base_model ELSE ?4 END, "
+                               "model_description = CASE WHEN ?7 THEN model_description ELSE ?5 END, "
+                               "sidecar_path = CASE WHEN ?7 THEN sidecar_path ELSE ?6 END WHERE id = ?1",
+                               result.job, preflight::to_string(job.validate),
+                               model ? std::optional<std::string>(model->name) : std::nullopt,
+                               model ? std::optional<std::string>(model->base_model) : std::nullopt,
+                               model ? model->description : std::nullopt, job.sidecar_path,
+                               job.keep_registration && result.effect == EnqueueEffect::updated ? 1 : 0);
       !recorded) {
     return recorded.error();
   }

@@ -127,6 +127,9 @@ struct NewJob {
   preflight::ArchiveValidation validate = preflight::ArchiveValidation::archive;  // the watch's, or `add --validate`
   std::optional<ModelRequest> model;                                              // the model to register, if any
   std::optional<std::filesystem::path> sidecar_path;                              // the sidecar that was read
+  // An existing job keeps the model (and sidecar) it was queued with: the sidecar read now is
+  // broken, and the job cannot be failed for it (its upload is running).
+  bool keep_registration = false;
 };
 
 enum class EnqueueEffect {
@@ -412,7 +415,7 @@ class JobStore {
   // Whether jobs that end from now on owe a hook (the daemon says so at start and reload).
   Result<void> set_hooks_enabled(bool enabled);
   // Due hooks, oldest first. A succeeded job that registers a model is due only once its
-  // registration has ended (model_status active or error).
+  // registration has ended (model_status active, error or another final word of the API's).
   Result<std::vector<DueHook>> due_hooks(std::size_t limit);
   // The hook ran (whatever its exit status): never again.
   Result<void> finish_hook(JobId job, WallTime now);

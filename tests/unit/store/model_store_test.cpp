@@ -117,6 +117,32 @@ TEST_F(ModelStoreTest, AJobThatFailedOnItsSidecarIsNotRetriedAsItIs) {
   EXPECT_EQ(must(store().find_job(broken))->state, JobState::failed);
 }
 
+TEST_F(ModelStoreTest, ASuccessHookWaitsForTheRegistrationToEnd) {
+  must(store().set_hooks_enabled(true));
+  const JobId id = add_registering("/spool/in/lora.zip", 1);
+  succeed(id, t0());
+  EXPECT_TRUE(must(store().due_hooks(10)).empty()) << "registering";
+  must(store().record_model_status(id, {"validating", std::nullopt, t0() + 5s}, t0() + 1s));
+  EXPECT_TRUE(must(store().due_hooks(10)).empty()) << "validating";
+  must(store().record_model_status(id, {"deleted", std::string("the model was deleted"), std::nullopt}, t0() + 6s));
+  const auto due = must(store().due_hooks(10));
+  ASSERT_EQ(due.size(), 1u) << "any final word ends the wait, not only active and error";
+  EXPECT_EQ(due[0].model_name, "my-lora");
+}
+
+TEST_F(ModelStoreTest, AFileChangedDuringItsUploadKeepsItsModelWhenTheNewSidecarIsBroken) {
+  const JobId id = add_registering("/spool/in/lora.zip", 1);
+  EXPECT_EQ(must(store().claim_next(t0()))->id, id);
+  auto changed = new_job("/spool/in/lora.zip", 1, 2000);
+  changed.keep_registration = true;
+  const auto queued = must(store().enqueue(changed, t0() + 1s));
+  EXPECT_EQ(queued.effect, EnqueueEffect::updated);
+  const auto job = *must(store().find_job(id));
+  ASSERT_TRUE(job.model);
+  EXPECT_EQ(job.model->name, "my-lora");
+  EXPECT_EQ(job.sidecar_path, "/spool/in/lora.zip.yaml");
+}
+
 TEST_F(ModelStoreTest, TheSidecarPathFollowsItsArchive) {
   const JobId id = add_registering("/spool/in/lora.zip", 1);
   must(store().set_sidecar_path(id, std::filesystem::path("/spool/in/done/lora.zip.yaml"), t0()));
