@@ -9,6 +9,9 @@
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
+#include <cstdio>
+#include <cstdlib>
+#include <future>
 #include <mutex>
 #include <random>
 
@@ -195,6 +198,62 @@ TEST(BodyFeed, TheCheckReadsTheSameBytesAndTheFinalOnesWaitForItsVerdict) {
   EXPECT_EQ(std::string(reinterpret_cast<const char*>(out.data()), got), content);
   EXPECT_EQ(seen, content) << "the check saw every byte once, from the same reads";
   EXPECT_TRUE(feed->sha256());
+}
+
+// The check reads in pieces smaller than a block, so the consumer often catches up with the
+// reader inside a block the reader is still filling: take() must then say "nothing yet"
+// rather than spin holding the lock the reader needs.
+TEST(BodyFeed, CatchingUpInsideAPartlyFilledBlockGivesNothingAndLetsTheReaderGoOn) {
+  TempDir dir;
+  const std::string content = random_content(50'000);
+  const auto path = dir.write("m.zip", content);
+  std::mutex mutex;
+  std::condition_variable cv;
+  bool go_on = false;
+  ContentCheck check = [&](const ReadNext& next) -> std::optional<std::string> {
+    std::vector<std::byte> buffer(1000);
+    (void)next(buffer);  // one partly filled block
+    {
+      std::unique_lock lock(mutex);
+      cv.wait(lock, [&] { return go_on; });
+    }
+    while (next(buffer).value_or(std::size_t{0}) > 0) {
+    }
+    return std::nullopt;
+  };
+  auto feed = feed_of(path, false, check, 4096);
+  std::vector<std::byte> out(content.size());
+  std::size_t got = 0;
+  // A take() that spins holds the feed's lock for good: it runs on a thread of its own so the
+  // test can say so instead of hanging.
+  auto caught_up = std::async(std::launch::async, [&] {
+    for (int i = 0; i < 5'000 && got < 1000; ++i) {
+      auto n = feed->take(std::span(out).subspan(got));
+      got += n ? *n : 0;
+      if (got < 1000) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    }
+    auto n = feed->take(std::span(out).subspan(got));
+    return n ? *n : std::size_t{99};
+  });
+  if (caught_up.wait_for(std::chrono::seconds(10)) != std::future_status::ready) {
+    std::fprintf(stderr, "take() spins once it has caught up with the reader inside a block\n");
+    std::abort();
+  }
+  EXPECT_EQ(caught_up.get(), 0U) << "nothing more until the reader goes on";
+  EXPECT_EQ(got, 1000U);
+  {
+    std::lock_guard lock(mutex);
+    go_on = true;
+  }
+  cv.notify_all();
+  for (int i = 0; i < 10'000 && !feed->drained(); ++i) {
+    auto n = feed->take(std::span(out).subspan(got));
+    ASSERT_TRUE(n);
+    got += *n;
+    if (*n == 0) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+  EXPECT_TRUE(feed->drained());
+  EXPECT_EQ(std::string(reinterpret_cast<const char*>(out.data()), got), content);
 }
 
 TEST(BodyFeed, ARefusalEndsTheBodyBeforeItsFinalBytes) {
