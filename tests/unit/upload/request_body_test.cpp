@@ -274,6 +274,19 @@ TEST(BodyFeed, ARefusalEndsTheBodyBeforeItsFinalBytes) {
   EXPECT_FALSE(request.sha256());
 }
 
+// An empty file has no final bytes to hold back: the refusal must still end the body.
+TEST(BodyFeed, AnEmptyFileRefusedByTheCheckEndsTheBodyBeforeItsEpilogue) {
+  TempDir dir;
+  const auto path = dir.write("empty.zip", "");
+  ContentCheck check = [](const ReadNext&) -> std::optional<std::string> { return "archive check: empty file"; };
+  UploadRequestBytes request = request_of("H", path, true, check);
+  const Built built = drain(request, 1024);
+  ASSERT_TRUE(built.problem) << "the body went out whole";
+  EXPECT_EQ(built.problem->error, AttemptError::content_refused);
+  EXPECT_EQ(built.problem->message, "archive check: empty file");
+  EXPECT_FALSE(request.complete());
+}
+
 TEST(BodyFeed, MemoryIsAFewBlocksWhateverTheFileSize) {
   TempDir dir;
   const auto path = dir.write("big.zip", random_content(2'000'000));
