@@ -47,6 +47,16 @@ class ArchiveCheckTest : public DaemonTest {
     return true;
   }
 
+  std::string unended() const {
+    std::string text;
+    for (const auto& job : jobs()) {
+      if (job.state != JobState::succeeded && job.state != JobState::failed) {
+        text += job.path.filename().string() + " is " + std::string(store::to_string(job.state)) + "\n";
+      }
+    }
+    return text;
+  }
+
   std::map<std::string, store::Job> jobs_by_name() const {
     std::map<std::string, store::Job> by_name;
     for (const auto& job : jobs()) by_name[job.path.filename().string()] = job;
@@ -99,16 +109,7 @@ TEST_F(ArchiveCheckTest, EveryBrokenArchiveFailsWithItsProblemAndTheServerStores
   for (const auto& c : cases) drop_bytes(c.file_name, c.bytes);
   ASSERT_TRUE(wait_until([&] { return all_ended(cases.size()); }, 90s))
       << jobs().size() << " of " << cases.size() << " queued\n"
-      << [&] {
-           std::string unended;
-           for (const auto& job : jobs()) {
-             if (job.state != JobState::succeeded && job.state != JobState::failed) {
-               unended += job.path.filename().string() + " is " + std::string(store::to_string(job.state)) + "\n";
-             }
-           }
-           return unended;
-         }()
-      << daemon->stderr_text();
+      << unended() << daemon->stderr_text();
   expect_outcomes(cases);
   daemon->signal(SIGTERM);
   EXPECT_EQ(daemon->wait(10s), 0);
