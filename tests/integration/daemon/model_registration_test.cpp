@@ -4,6 +4,7 @@
 
 #include "store/migrations.hpp"
 #include "store/sqlite.hpp"
+#include "support/archive_corpus.hpp"
 
 #include <sys/stat.h>
 
@@ -262,7 +263,10 @@ TEST_F(ModelRegistrationTest, TheSuccessHookWaitsForTheModel) {
 // A database written by the release before model registration (schema version 1) is brought
 // forward in place: its jobs and attempts are intact, and new archives register models.
 TEST_F(ModelRegistrationTest, AVersion1DatabaseIsUpgradedInPlaceWithItsJobsIntact) {
-  const auto waiting = drop("queued-by-v1.zip", 8 * 1024);
+  // A real zip: a job queued by version 1 (validate NULL) gets the default archive check.
+  dir_.write("incoming/.queued.part", make_archive(ArchiveFormat::zip_deflated, {{"weights.bin", "weights"}}));
+  const auto waiting = incoming_ / "queued-by-v1.zip";
+  std::filesystem::rename(incoming_ / ".queued.part", waiting);
   struct stat info {};
   ASSERT_EQ(::stat(waiting.c_str(), &info), 0);
   {
