@@ -65,7 +65,7 @@ constexpr std::string_view kJobColumns =
     "id, path, current_path, watch_dir, project_id, size_bytes, sha256, state, attempts, next_attempt_at, "
     "bytes_sent, file_id, file_status, file_status_details, http_status, last_error, created_at, updated_at, "
     "finished_at, device, inode, mtime_ns, budget_started_at, progress_at_ms, upload_rate_bytes_per_s, "
-    "duplicate_of, ready_marker_path, validate";
+    "duplicate_of, ready_marker_path, validate, token_file";
 
 // How many columns kJobColumns names: the first index after them.
 constexpr int kJobColumnCount = static_cast<int>(std::count(kJobColumns.begin(), kJobColumns.end(), ',')) + 1;
@@ -152,6 +152,7 @@ Job read_job(const Statement& row) {
   job.ready_marker_path = read_optional_path(row, 26);
   job.validate = preflight::parse_archive_validation(row.optional_text(27).value_or("archive"))
                      .value_or(preflight::ArchiveValidation::archive);
+  job.token_file = row.optional_text(28);
   return job;
 }
 
@@ -492,12 +493,13 @@ Result<std::optional<WallTime>> JobStore::paused_since() {
 
 namespace {
 
-// The archive check the queued (or re-queued) file gets: the watch's setting when it was queued.
-Result<void> record_validate(Connection& db, JobId job, preflight::ArchiveValidation validate) {
-  auto update = db.prepare("UPDATE jobs SET validate = ?2 WHERE id = ?1");
+// What the queued (or re-queued) file gets from where it was queued (its watch, or `modeldrop
+// add`): the archive check and the token file.
+Result<void> record_queue_settings(Connection& db, JobId job, const NewJob& settings) {
+  auto update = db.prepare("UPDATE jobs SET validate = ?2, token_file = ?3 WHERE id = ?1");
   if (!update) return update.error();
   StatementReset reset(**update);
-  (*update)->bind_all(job, std::string(preflight::to_string(validate)));
+  (*update)->bind_all(job, std::string(preflight::to_string(settings.validate)), settings.token_file);
   return (*update)->run();
 }
 
@@ -593,7 +595,7 @@ Result<EnqueueResult> JobStore::enqueue(const NewJob& job, WallTime now) {
     result = {(*insert)->int64(0), EnqueueEffect::inserted, JobState::pending};
     if (auto done = (*insert)->run(); !done) return done.error();
   }
-  if (auto recorded = record_validate(db_, result.job, job.validate); !recorded) return recorded.error();
+  if (auto recorded = record_queue_settings(db_, result.job, job); !recorded) return recorded.error();
   if (auto committed = write->commit(); !committed) return committed.error();
   return result;
 }
@@ -602,25 +604,35 @@ Result<EnqueueResult> JobStore::enqueue(const NewJob& job, WallTime now) {
 
 namespace {
 
+// " AND <alias>token_file IS NOT ?2 AND ...": the jobs of a held token wait (IS NOT, so a held
+// global token, NULL, skips the jobs without a token_file). Bound by bind_held.
+std::string skip_held(std::string_view alias, std::size_t held) {
+  std::string clause;
+  for (std::size_t i = 0; i < held; ++i) {
+    clause += " AND " + std::string(alias) + "token_file IS NOT ?" + std::to_string(i + 2);
+  }
+  return clause;
+}
+
+void bind_held(Statement& statement, HeldTokens held) {
+  for (std::size_t i = 0; i < held.size(); ++i) statement.bind(static_cast<int>(i + 2), held[i]);
+}
+
 // One statement: finding and taking the job cannot be split by another writer. The subquery
 // walks index jobs_state (state, id, next_attempt_at) oldest first and stops at the first due job.
 // With dedupe, a job may only be claimed once its content hash is known (docs/http.md).
-const std::string& claim_next_sql(bool require_sha256) {
-  static const auto build = [](std::string_view hashed) {
-    return returning_job(
-        "UPDATE jobs SET state = 'uploading', updated_at = ?1, bytes_sent = 0, progress_at_ms = NULL, "
-        "upload_rate_bytes_per_s = NULL "
-        "WHERE id = (SELECT id FROM jobs WHERE state = 'pending' AND (next_attempt_at IS NULL OR next_attempt_at <= "
-        "?1)" +
-        std::string(hashed) + " ORDER BY id LIMIT 1) AND NOT EXISTS (SELECT 1 FROM settings WHERE key = 'paused')");
-  };
-  static const std::string any = build("");
-  static const std::string hashed = build(" AND sha256 IS NOT NULL");
-  return require_sha256 ? hashed : any;
+std::string claim_next_sql(bool require_sha256, std::size_t held = 0) {
+  return returning_job(
+      "UPDATE jobs SET state = 'uploading', updated_at = ?1, bytes_sent = 0, progress_at_ms = NULL, "
+      "upload_rate_bytes_per_s = NULL "
+      "WHERE id = (SELECT id FROM jobs WHERE state = 'pending' AND (next_attempt_at IS NULL OR next_attempt_at <= "
+      "?1)" +
+      std::string(require_sha256 ? " AND sha256 IS NOT NULL" : "") + skip_held("", held) +
+      " ORDER BY id LIMIT 1) AND NOT EXISTS (SELECT 1 FROM settings WHERE key = 'paused')");
 }
 
-// Runs one claim statement (?1 = now) in its own write; the job it took, if any.
-Result<std::optional<Job>> claim_one(Connection& db, const std::string& sql, WallTime now) {
+// Runs one claim statement (?1 = now, then the held tokens) in its own write; the job it took, if any.
+Result<std::optional<Job>> claim_one(Connection& db, const std::string& sql, WallTime now, HeldTokens held) {
   auto write = AtomicWrite::begin(db, AtomicWrite::Size::one_statement);
   if (!write) return write.error();
   auto statement = db.prepare(sql);
@@ -629,6 +641,7 @@ Result<std::optional<Job>> claim_one(Connection& db, const std::string& sql, Wal
   {
     StatementReset reset(**statement);
     (*statement)->bind(1, timestamp(now));
+    bind_held(**statement, held);
     auto job = one_job(**statement);
     if (!job) return job.error();
     claimed = std::move(*job);
@@ -639,8 +652,8 @@ Result<std::optional<Job>> claim_one(Connection& db, const std::string& sql, Wal
 
 }  // namespace
 
-Result<std::optional<Job>> JobStore::claim_next(WallTime now, bool require_sha256) {
-  return claim_one(db_, claim_next_sql(require_sha256), now);
+Result<std::optional<Job>> JobStore::claim_next(WallTime now, bool require_sha256, HeldTokens held) {
+  return claim_one(db_, claim_next_sql(require_sha256, held.size()), now, held);
 }
 
 Result<int> JobStore::begin_attempt(JobId job_id, WallTime now) {
@@ -1354,16 +1367,14 @@ Result<std::vector<StateSummary>> JobStore::summary() {
   return summary;
 }
 
-Result<std::optional<WallTime>> JobStore::next_due_at(WallTime now, bool require_sha256) {
-  static const std::string any =
-      "SELECT EXISTS (SELECT 1 FROM jobs WHERE state = 'pending' AND next_attempt_at IS NULL), "
-      "(SELECT min(next_attempt_at) FROM jobs WHERE state = 'pending')";
-  static const std::string hashed =
-      "SELECT EXISTS (SELECT 1 FROM jobs WHERE state = 'pending' AND next_attempt_at IS NULL AND sha256 IS NOT NULL), "
-      "(SELECT min(next_attempt_at) FROM jobs WHERE state = 'pending' AND sha256 IS NOT NULL)";
-  auto statement = db_.prepare(require_sha256 ? hashed : any);
+Result<std::optional<WallTime>> JobStore::next_due_at(WallTime now, bool require_sha256, HeldTokens held) {
+  const std::string pending = "FROM jobs WHERE state = 'pending'" +
+                              std::string(require_sha256 ? " AND sha256 IS NOT NULL" : "") + skip_held("", held.size());
+  auto statement = db_.prepare("SELECT EXISTS (SELECT 1 " + pending + " AND next_attempt_at IS NULL), " +
+                               "(SELECT min(next_attempt_at) " + pending + ")");
   if (!statement) return statement.error();
   StatementReset reset(**statement);
+  bind_held(**statement, held);
   auto row = (*statement)->step();
   if (!row) return row.error();
   if (!*row) return std::optional<WallTime>{};
@@ -1384,6 +1395,18 @@ Result<std::vector<Job>> JobStore::pending_without_sha256(std::size_t limit) {
     if (!*row) return jobs;
     jobs.push_back(read_job(**statement));
   }
+}
+
+Result<std::int64_t> JobStore::set_watch_token_file(const std::filesystem::path& watch_dir,
+                                                    const std::optional<std::string>& token_file, WallTime now) {
+  auto statement = db_.prepare(
+      "UPDATE jobs SET token_file = ?2, updated_at = ?3 WHERE watch_dir = ?1 AND state <> 'succeeded' AND "
+      "token_file IS NOT ?2");
+  if (!statement) return statement.error();
+  StatementReset reset(**statement);
+  (*statement)->bind_all(watch_dir.string(), token_file, timestamp(now));
+  if (auto done = (*statement)->run(); !done) return done.error();
+  return db_.changes();
 }
 
 Result<void> JobStore::set_project_id(JobId job_id, std::string_view project_id, WallTime now) {
@@ -1465,26 +1488,25 @@ Result<std::vector<Job>> all_jobs(Statement& statement) {
 
 }  // namespace
 
-Result<std::optional<Job>> JobStore::claim_next_unique(WallTime now) {
-  static const std::string sql = returning_job(
+Result<std::optional<Job>> JobStore::claim_next_unique(WallTime now, HeldTokens held) {
+  const std::string sql = returning_job(
       "UPDATE jobs SET state = 'uploading', updated_at = ?1, bytes_sent = 0, progress_at_ms = NULL, "
       "upload_rate_bytes_per_s = NULL "
       "WHERE id = (SELECT j.id FROM jobs j WHERE j.state = 'pending' AND (j.next_attempt_at IS NULL OR "
       "j.next_attempt_at <= ?1) AND (" +
-      std::string(kClaimableUnderDedupe) +
-      ") ORDER BY j.id LIMIT 1) AND NOT EXISTS (SELECT 1 FROM settings WHERE key = 'paused')");
-  return claim_one(db_, sql, now);
+      std::string(kClaimableUnderDedupe) + ")" + skip_held("j.", held.size()) +
+      " ORDER BY j.id LIMIT 1) AND NOT EXISTS (SELECT 1 FROM settings WHERE key = 'paused')");
+  return claim_one(db_, sql, now, held);
 }
 
-Result<std::optional<WallTime>> JobStore::next_due_at_unique(WallTime now) {
-  static const std::string sql =
-      "SELECT EXISTS (SELECT 1 FROM jobs j WHERE j.state = 'pending' AND j.next_attempt_at IS NULL AND (" +
-      std::string(kClaimableUnderDedupe) +
-      ")), (SELECT min(j.next_attempt_at) FROM jobs j WHERE j.state = 'pending' AND (" +
-      std::string(kClaimableUnderDedupe) + "))";
-  auto statement = db_.prepare(sql);
+Result<std::optional<WallTime>> JobStore::next_due_at_unique(WallTime now, HeldTokens held) {
+  const std::string pending = "FROM jobs j WHERE j.state = 'pending' AND (" + std::string(kClaimableUnderDedupe) + ")" +
+                              skip_held("j.", held.size());
+  auto statement = db_.prepare("SELECT EXISTS (SELECT 1 " + pending + " AND j.next_attempt_at IS NULL), " +
+                               "(SELECT min(j.next_attempt_at) " + pending + ")");
   if (!statement) return statement.error();
   StatementReset reset(**statement);
+  bind_held(**statement, held);
   auto row = (*statement)->step();
   if (!row) return row.error();
   if (!*row) return std::optional<WallTime>{};

@@ -74,6 +74,9 @@ struct Job {
   std::optional<JobId> duplicate_of;                       // dedupe: the succeeded job whose upload this one reuses
   std::optional<std::filesystem::path> ready_marker_path;  // the marker that queued it, where it is now
   preflight::ArchiveValidation validate = preflight::ArchiveValidation::archive;  // NULL (version 1 jobs): archive
+  // The token file its requests use (its watch's token_file, or `modeldrop add --token-file`);
+  // none: the global token. A name, never the token itself.
+  std::optional<std::string> token_file;
 };
 
 // One row of `attempts`.
@@ -101,6 +104,7 @@ struct NewJob {
   FileIdentity file;
   std::optional<WallTime> next_attempt_at;                                        // none: due now
   preflight::ArchiveValidation validate = preflight::ArchiveValidation::archive;  // the watch's, or `add --validate`
+  std::optional<std::string> token_file;  // the watch's, or `add --token-file`; none: the global token
 };
 
 enum class EnqueueEffect {
@@ -161,6 +165,11 @@ struct Reconciliation {
   std::optional<Job> job;  // after adoption: succeeded with the adopted file
   std::string reason;      // why a file was adopted, or why the upload is sent again
 };
+
+// The token files whose jobs wait for now (an auth or rate-limit hold on that token, or a token
+// file that cannot be read): claims and next_due_at skip their jobs. None stands for the global
+// token (jobs.token_file NULL).
+using HeldTokens = std::span<const std::optional<std::string>>;
 
 struct RecoveryReport {
   std::int64_t jobs_requeued = 0;     // uploading -> pending
@@ -270,7 +279,8 @@ class JobStore {
   // Atomically takes the oldest due pending job (next_attempt_at none or <= now) and makes
   // it `uploading`; none when nothing is due or uploads are paused.
   // With `require_sha256` (upload.dedupe), only jobs whose content hash is known.
-  Result<std::optional<Job>> claim_next(WallTime now, bool require_sha256 = false);
+  // Jobs of a `held` token are skipped.
+  Result<std::optional<Job>> claim_next(WallTime now, bool require_sha256 = false, HeldTokens held = {});
   // Opens the next attempt of an uploading job; returns its number.
   Result<int> begin_attempt(JobId job, WallTime now);
   // Bytes of the file sent so far in the current attempt; cheap enough for once a second.
@@ -320,8 +330,8 @@ class JobStore {
   // -- Dedupe between jobs in flight: a job never uploads what another job of its project is
   // uploading or waiting to upload (the lower id goes first), and waits while that is unknown.
   // claim_next(now, true) and next_due_at(now, true) under these rules.
-  Result<std::optional<Job>> claim_next_unique(WallTime now);
-  Result<std::optional<WallTime>> next_due_at_unique(WallTime now);
+  Result<std::optional<Job>> claim_next_unique(WallTime now, HeldTokens held = {});
+  Result<std::optional<WallTime>> next_due_at_unique(WallTime now, HeldTokens held = {});
   // Pending jobs without a hash that another job of their project and size could duplicate:
   // hashed before they may be claimed. Oldest first.
   Result<std::vector<Job>> pending_to_hash_first(std::size_t limit);
@@ -352,9 +362,13 @@ class JobStore {
   Result<std::vector<StateSummary>> summary();
   // The earliest time a pending job is due (now for one without next_attempt_at); none when
   // nothing is pending. The daemon sleeps until then.
-  Result<std::optional<WallTime>> next_due_at(WallTime now, bool require_sha256 = false);
+  Result<std::optional<WallTime>> next_due_at(WallTime now, bool require_sha256 = false, HeldTokens held = {});
   // Pending jobs whose content hash is not known yet, oldest first (the daemon's hash stage).
   Result<std::vector<Job>> pending_without_sha256(std::size_t limit);
+  // A watch's token_file changed (or the daemon starts): its unfinished jobs (pending, uploading,
+  // failed, cancelled) use the new one from their next attempt. Returns how many changed.
+  Result<std::int64_t> set_watch_token_file(const std::filesystem::path& watch_dir,
+                                            const std::optional<std::string>& token_file, WallTime now);
   // Records the ai_project_id the daemon sends for a job queued without one (`modeldrop add`
   // without --project gets api.project_id, docs/cli.md); a job with a project keeps it.
   Result<void> set_project_id(JobId job, std::string_view project_id, WallTime now);

@@ -588,6 +588,68 @@ TEST_F(JobStoreTest, NextDueAtIsTheEarliestPendingTime) {
   EXPECT_EQ(must(store().next_due_at(t0() + 1s)), t0() + 1s) << "a job without next_attempt_at is due now";
 }
 
+// ---- Per-token jobs (watch[].token_file, `modeldrop add --token-file`)
+
+TEST_F(JobStoreTest, EnqueueRecordsTheTokenFileAndAChangedFileTakesTheNewOne) {
+  NewJob job = new_job("/spool/in/a.zip", 1);
+  job.token_file = "${CREDENTIALS_DIRECTORY}/api-token-teamb";
+  const auto id = must(store().enqueue(job, t0())).job;
+  EXPECT_EQ(must(store().find_job(id))->token_file, "${CREDENTIALS_DIRECTORY}/api-token-teamb");
+  EXPECT_FALSE(must(store().find_job(add("/spool/in/b.zip", 2)))->token_file) << "none: the global token";
+  NewJob changed = new_job("/spool/in/a.zip", 3);
+  changed.token_file = "/etc/modeldrop/team-b.token";
+  EXPECT_EQ(must(store().enqueue(changed, t0() + 1s)).job, id);
+  EXPECT_EQ(must(store().find_job(id))->token_file, "/etc/modeldrop/team-b.token");
+}
+
+TEST_F(JobStoreTest, ClaimsAndNextDueSkipTheJobsOfHeldTokens) {
+  const auto queue = [&](const std::string& name, std::uint64_t inode, std::optional<std::string> token_file) {
+    NewJob job = new_job("/spool/in/" + name, inode, 1000 + inode);  // sizes differ: no dedupe waits
+    job.token_file = std::move(token_file);
+    return must(store().enqueue(job, t0())).job;
+  };
+  const auto global = queue("global.zip", 1, std::nullopt);
+  const auto team_b = queue("b.zip", 2, "/etc/modeldrop/b.token");
+  const auto team_c = queue("c.zip", 3, "/etc/modeldrop/c.token");
+  char digit = 'a';
+  for (const JobId id : {global, team_b, team_c}) {
+    must(store().set_sha256(id, std::string(64, digit++), must(store().find_job(id))->file, t0()));
+  }
+
+  const std::vector<std::optional<std::string>> b_held{"/etc/modeldrop/b.token"};
+  const std::vector<std::optional<std::string>> global_and_c_held{std::nullopt, "/etc/modeldrop/c.token"};
+  EXPECT_EQ(must(store().next_due_at(t0(), false, global_and_c_held)), t0()) << "b is due";
+  EXPECT_EQ(must(store().claim_next(t0(), false, b_held))->id, global);
+  EXPECT_EQ(must(store().claim_next_unique(t0(), b_held))->id, team_c) << "with dedupe too";
+  EXPECT_FALSE(must(store().claim_next(t0(), false, b_held))) << "only the held token's job is left";
+  EXPECT_FALSE(must(store().next_due_at(t0(), false, b_held)));
+  EXPECT_FALSE(must(store().next_due_at_unique(t0(), b_held)));
+  EXPECT_FALSE(must(store().claim_next(
+      t0(), false, std::vector<std::optional<std::string>>{std::nullopt, "/etc/modeldrop/b.token"})));
+  EXPECT_EQ(must(store().next_due_at_unique(t0(), global_and_c_held)), t0());
+  EXPECT_EQ(must(store().claim_next_unique(t0(), global_and_c_held))->id, team_b) << "a held global token is not b's";
+}
+
+TEST_F(JobStoreTest, AWatchsNewTokenFileReachesItsUnfinishedJobsOnly) {
+  const auto succeeded = uploading_job("/spool/in/c.zip", 3);
+  must(store().finish_attempt(success(succeeded), t0()));
+  const auto pending = add("/spool/in/a.zip", 1);
+  const auto failed = add("/spool/in/b.zip", 2);
+  NewJob elsewhere = new_job("/spool/other/d.zip", 4);
+  elsewhere.watch_dir = "/spool/other";
+  const auto other_watch = must(store().enqueue(elsewhere, t0())).job;
+  must(store().fail(failed, "HTTP 422", t0()));
+
+  EXPECT_EQ(must(store().set_watch_token_file("/spool/in", "/etc/modeldrop/b.token", t0() + 1s)), 2);
+  EXPECT_EQ(must(store().find_job(pending))->token_file, "/etc/modeldrop/b.token");
+  EXPECT_EQ(must(store().find_job(failed))->token_file, "/etc/modeldrop/b.token") << "for a later retry";
+  EXPECT_FALSE(must(store().find_job(succeeded))->token_file) << "what a finished upload used stays";
+  EXPECT_FALSE(must(store().find_job(other_watch))->token_file);
+  EXPECT_EQ(must(store().set_watch_token_file("/spool/in", "/etc/modeldrop/b.token", t0() + 2s)), 0);
+  EXPECT_EQ(must(store().set_watch_token_file("/spool/in", std::nullopt, t0() + 3s)), 2);
+  EXPECT_FALSE(must(store().find_job(pending))->token_file);
+}
+
 TEST_F(JobStoreTest, TheClaimQueryUsesAnIndex) {
   // Also with many rows and planner statistics, which change how SQLite weighs its options.
   for (std::uint64_t i = 1; i <= 2000; ++i) add("/spool/in/" + std::to_string(i) + ".zip", i);
