@@ -32,6 +32,7 @@ struct ReadyFile {
   // The marker that made it ready (the watch's ready_marker), which leaves with its job.
   std::optional<std::filesystem::path> ready_marker;
   preflight::ArchiveValidation validate = preflight::ArchiveValidation::archive;  // the watch's `validate`
+  std::optional<std::string> token_file;  // the watch's `token_file`; none: the global token
 };
 
 // Where the watcher's findings go (the daemon connects it to the job store). Called on the
