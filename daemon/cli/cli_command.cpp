@@ -7,6 +7,7 @@
 #include "common/version.hpp"
 #include "config/config.hpp"
 #include "config/config_loader.hpp"
+#include "config/token.hpp"
 #include "store/daemon_lock.hpp"
 #include "store/job_store.hpp"
 
@@ -51,6 +52,7 @@ struct Request {
   std::vector<std::string> paths;
   std::optional<std::string> project;
   std::string validate = "archive";
+  std::optional<std::string> token_file;
 };
 
 // Usage mistakes found after CLI11's own checks: said plainly, exit 2.
@@ -310,7 +312,29 @@ Result<store::NewJob> describe_file(const std::string& given, const std::optiona
   return job;
 }
 
+// `add --token-file F`: the daemon reads F for these jobs' token, as it reads a watch's token_file.
+// Checked here as the daemon will read it (never printed); recorded by its absolute path.
+Result<std::optional<std::string>> token_file_for_jobs(const Request& request) {
+  if (!request.token_file) return Result<std::optional<std::string>>(boost::system::in_place_value, std::nullopt);
+  std::error_code ec;
+  const auto path = std::filesystem::absolute(*request.token_file, ec).lexically_normal();
+  if (ec) return errno_error("--token-file " + *request.token_file, ec.value());
+  const auto read = config::read_token_file(path);
+  if (!read.token) return make_error("--token-file " + path.string() + ": cannot use it: " + read.error);
+  for (const auto& warning : read.warnings) std::cerr << "modeldrop: warning: " << printable(warning) << "\n";
+  if (const auto root = hidden_from_service(path)) {
+    std::cerr << "modeldrop: warning: the token file " << printable(path.string()) << " is under " << *root
+              << ", which the packaged modeldropd service cannot see; its jobs would wait for a token it can read\n";
+  }
+  return Result<std::optional<std::string>>(boost::system::in_place_value, path.string());
+}
+
 int add_command(JobStore& store, const Request& request) {
+  const auto token_file = token_file_for_jobs(request);
+  if (!token_file) {
+    print_error(printable(token_file.error().message));
+    return exit_code::kRuntimeError;
+  }
   int rc = exit_code::kSuccess;
   for (const auto& given : request.paths) {
     auto job = describe_file(
@@ -321,6 +345,7 @@ int add_command(JobStore& store, const Request& request) {
       rc = exit_code::kRuntimeError;
       continue;
     }
+    job->token_file = *token_file;
     const auto shown = printable(job->path.string());
     if (const auto root = hidden_from_service(job->path)) {
       std::cerr << "modeldrop: warning: " << shown << " is under " << *root
@@ -471,6 +496,12 @@ Commands define_commands(CLI::App& cli, Request& request) {
                    "archive check before the last bytes are sent: archive (default), adapter, none")
       ->type_name("KIND")
       ->check(CLI::IsMember({"archive", "adapter", "none"}));
+  c.add
+      ->add_option("--token-file", request.token_file,
+                   "the API token for these files: a file the daemon reads, as a watch's token_file (default: the "
+                   "global token)")
+      ->type_name("FILE")
+      ->check(quiet_check([](std::string& value) { return value.empty() ? std::string("must not be empty") : ""; }));
   c.pause = cli.add_subcommand("pause", "hold all new uploads, across daemon restarts, until resume");
   c.resume = cli.add_subcommand("resume", "release the uploads held by pause");
   for (CLI::App* command : {c.status, c.jobs, c.show, c.retry, c.cancel, c.add, c.pause, c.resume}) {
