@@ -112,17 +112,18 @@ UploadHolds::Active UploadHolds::active(WallTime now) const {
 }
 
 std::optional<std::string> UploadHolds::TokenHold::reason(WallTime now) const {
+  std::optional<std::string> plain;
+  if (unusable) {
+    plain = "no usable API token: " + *unusable;
+  } else if (auth_since) {
+    plain = auth_reason + " from API, check " + (label.empty() ? "the" : "that") + " token (held since " +
+            format_timestamp(*auth_since) + ")";
+  } else if (rate_limited(now)) {
+    plain = rate_limit_reason + " from API, rate limited until " + format_timestamp(*rate_limited_until);
+  }
   // Without a label (one token in the daemon) the wording is the plain one of docs/http.md.
-  const std::string whose = label.empty() ? "" : " for " + label;
-  if (unusable) return "no usable API token" + whose + ": " + *unusable;
-  if (auth_since) {
-    return auth_reason + " from API" + whose + ", check " + (label.empty() ? "the" : "that") + " token (held since " +
-           format_timestamp(*auth_since) + ")";
-  }
-  if (rate_limited(now)) {
-    return rate_limit_reason + " from API" + whose + ", rate limited until " + format_timestamp(*rate_limited_until);
-  }
-  return std::nullopt;
+  if (!plain || label.empty()) return plain;
+  return label + ": " + *plain;
 }
 
 std::optional<std::string> UploadHolds::reason(WallTime now) const {

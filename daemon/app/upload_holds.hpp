@@ -32,6 +32,10 @@ class UploadHolds {
   // The token file cannot be used (missing, unreadable, empty): its uploads wait until it can.
   void token_unusable(const TokenKey& token, std::string why);
 
+  // No job uses the token any more (a watch's token_file changed, its jobs were cancelled): its
+  // holds hold nothing and go.
+  void forget(const TokenKey& token) { tokens_.erase(token); }
+
   // The probe `GET /v1/files?limit=1` with the held token: a 2xx ends the hold, a 401/403 keeps it
   // five more minutes, any other answer (the API down, a timeout) ends it too: it says nothing
   // against the token, and an upload refused again starts a new hold.

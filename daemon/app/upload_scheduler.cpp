@@ -247,17 +247,41 @@ void UploadScheduler::on_claimed(Result<std::vector<std::pair<store::Job, int>>>
 void UploadScheduler::schedule_next_due() {
   const WallTime now = clock_.now();
   const bool require_sha256 = settings_.config.upload.dedupe;
+  struct Outlook {
+    std::optional<WallTime> due;
+    std::vector<TokenKey> held_in_use;
+  };
+  auto held = holds_.held_tokens(now);
   store_.call(
-      [now, require_sha256, held = holds_.held_tokens(now)](store::JobStore& s) {
-        return require_sha256 ? s.next_due_at_unique(now, held) : s.next_due_at(now, false, held);
+      [now, require_sha256, held](store::JobStore& s) -> Result<Outlook> {
+        auto due = require_sha256 ? s.next_due_at_unique(now, held) : s.next_due_at(now, false, held);
+        if (!due) return due.error();
+        auto in_use = held.empty() ? Result<std::vector<TokenKey>>() : s.tokens_in_use(held);
+        if (!in_use) return in_use.error();
+        return Outlook{*due, std::move(*in_use)};
       },
-      [this](Result<std::optional<WallTime>> due) {
-        if (!due) {
+      [this, held](Result<Outlook> outlook) {
+        if (!outlook) {
           arm_wakeup(clock_.now() + kStoreErrorPause);
           return;
         }
+        // A hold on a token file that no watch names and no job uses any more (its watch has
+        // another token_file now, its `modeldrop add` jobs were cancelled) holds nothing: it is
+        // forgotten, and held_reason no longer names it.
+        bool forgot = false;
+        for (const auto& token : held) {
+          const auto& in_use = outlook->held_in_use;
+          const auto& watches = settings_.config.watch;
+          if (!token || std::find(in_use.begin(), in_use.end(), token) != in_use.end() ||
+              std::any_of(watches.begin(), watches.end(), [&](const auto& w) { return w.token_file == token; })) {
+            continue;
+          }
+          holds_.forget(token);
+          forgot = true;
+        }
+        if (forgot) return dispatch();
         // The held tokens' jobs are not counted as due: the end of their hold is.
-        auto next = *due;
+        auto next = outlook->due;
         if (const auto hold_ends = holds_.next_change(clock_.now()); hold_ends && (!next || *hold_ends < *next)) {
           next = hold_ends;
         }

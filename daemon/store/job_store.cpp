@@ -1397,6 +1397,21 @@ Result<std::vector<Job>> JobStore::pending_without_sha256(std::size_t limit) {
   }
 }
 
+Result<std::vector<std::optional<std::string>>> JobStore::tokens_in_use(HeldTokens held) {
+  auto statement =
+      db_.prepare("SELECT EXISTS (SELECT 1 FROM jobs WHERE state IN ('pending', 'uploading') AND token_file IS ?1)");
+  if (!statement) return statement.error();
+  std::vector<std::optional<std::string>> in_use;
+  for (const auto& token : held) {
+    StatementReset reset(**statement);
+    (*statement)->bind(1, token);
+    auto row = (*statement)->step();
+    if (!row) return row.error();
+    if (*row && (*statement)->int64(0) != 0) in_use.push_back(token);
+  }
+  return in_use;
+}
+
 Result<std::int64_t> JobStore::set_watch_token_file(const std::filesystem::path& watch_dir,
                                                     const std::optional<std::string>& token_file, WallTime now) {
   auto statement = db_.prepare(

@@ -365,6 +365,9 @@ class JobStore {
   Result<std::optional<WallTime>> next_due_at(WallTime now, bool require_sha256 = false, HeldTokens held = {});
   // Pending jobs whose content hash is not known yet, oldest first (the daemon's hash stage).
   Result<std::vector<Job>> pending_without_sha256(std::size_t limit);
+  // Of `held`, the tokens some pending or uploading job still uses (a hold on any other holds
+  // nothing: the daemon forgets it).
+  Result<std::vector<std::optional<std::string>>> tokens_in_use(HeldTokens held);
   // A watch's token_file changed (or the daemon starts): its unfinished jobs (pending, uploading,
   // failed, cancelled) use the new one from their next attempt. Returns how many changed.
   Result<std::int64_t> set_watch_token_file(const std::filesystem::path& watch_dir,

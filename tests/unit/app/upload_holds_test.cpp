@@ -98,7 +98,7 @@ TEST(UploadHolds, AnAuthHoldHoldsOnlyItsToken) {
   EXPECT_FALSE(holds.uploads_blocked(kT0, kTeamC));
   EXPECT_EQ(holds.held_tokens(kT0), std::vector<TokenKey>{kTeamB});
   EXPECT_EQ(*holds.reason(kT0),
-            "HTTP 401 from API for watch /srv/teamb (token_file /etc/modeldrop/api-token-teamb), check that token "
+            "watch /srv/teamb (token_file /etc/modeldrop/api-token-teamb): HTTP 401 from API, check that token "
             "(held since 2026-11-25T00:00:00.000Z)");
   holds.token_changed(kTeamC);
   EXPECT_TRUE(holds.uploads_blocked(kT0, kTeamB)) << "another token's change does not release it";
@@ -117,8 +117,11 @@ TEST(UploadHolds, EachHeldTokenProbesOnItsOwnAndEveryReasonIsShown) {
   EXPECT_EQ(holds.probes_due(kT0 + 5min), std::vector<TokenKey>{std::nullopt});
   EXPECT_EQ(holds.probes_due(kT0 + 6min), (std::vector<TokenKey>{std::nullopt, kTeamB}));
   const auto reason = *holds.reason(kT0 + 6min);
-  EXPECT_NE(reason.find("HTTP 403 from API for watch /srv/teama (the global token"), std::string::npos) << reason;
-  EXPECT_NE(reason.find("; HTTP 401 from API for watch /srv/teamb"), std::string::npos) << reason;
+  EXPECT_EQ(reason.find("watch /srv/teama (the global token, systemd credential api-token): HTTP 403 from API"), 0u)
+      << reason;
+  EXPECT_NE(reason.find("; watch /srv/teamb (token_file /etc/modeldrop/api-token-teamb): HTTP 401 from API"),
+            std::string::npos)
+      << reason;
   holds.probe_started(kTeamB);
   holds.probe_finished(UploadHolds::ProbeAnswer::accepted, kT0 + 6min, kTeamB);
   EXPECT_FALSE(holds.uploads_blocked(kT0 + 6min, kTeamB));
@@ -164,7 +167,7 @@ TEST(UploadHolds, AnUnusableTokenFileHoldsItsJobsUntilItChangesWithoutProbing) {
   EXPECT_TRUE(holds.probes_due(kT0 + 1h).empty()) << "no token to probe with";
   EXPECT_FALSE(holds.next_change(kT0 + 1h));
   EXPECT_EQ(*holds.reason(kT0),
-            "no usable API token for watch /srv/teamc (token_file ${CREDENTIALS_DIRECTORY}/api-token-teamc): "
+            "watch /srv/teamc (token_file ${CREDENTIALS_DIRECTORY}/api-token-teamc): no usable API token: "
             "token_file /run/credentials/x/api-token-teamc: cannot use it: empty");
   holds.token_changed(kTeamC);
   EXPECT_FALSE(holds.uploads_blocked(kT0, kTeamC));

@@ -630,6 +630,19 @@ TEST_F(JobStoreTest, ClaimsAndNextDueSkipTheJobsOfHeldTokens) {
   EXPECT_EQ(must(store().claim_next_unique(t0(), global_and_c_held))->id, team_b) << "a held global token is not b's";
 }
 
+TEST_F(JobStoreTest, TokensInUseAreThoseOfPendingOrUploadingJobs) {
+  NewJob team_b = new_job("/spool/in/b.zip", 1);
+  team_b.token_file = "/etc/modeldrop/b.token";
+  const auto b = must(store().enqueue(team_b, t0())).job;
+  add("/spool/in/global.zip", 2);
+  const std::vector<std::optional<std::string>> held{std::nullopt, "/etc/modeldrop/b.token", "/etc/modeldrop/gone"};
+  EXPECT_EQ(must(store().tokens_in_use(held)),
+            (std::vector<std::optional<std::string>>{std::nullopt, "/etc/modeldrop/b.token"}));
+  const JobId ids[] = {b};
+  must(store().cancel(ids, t0()));
+  EXPECT_EQ(must(store().tokens_in_use(held)), std::vector<std::optional<std::string>>{std::nullopt});
+}
+
 TEST_F(JobStoreTest, AWatchsNewTokenFileReachesItsUnfinishedJobsOnly) {
   const auto succeeded = uploading_job("/spool/in/c.zip", 3);
   must(store().finish_attempt(success(succeeded), t0()));
