@@ -1027,14 +1027,15 @@ Result<bool> JobStore::set_sha256(JobId job_id, std::string_view sha256_hex, con
 }
 
 Result<std::optional<Job>> JobStore::find_succeeded_by_sha256(std::string_view sha256_hex,
-                                                              const std::optional<std::string>& project_id) {
+                                                              const std::optional<std::string>& project_id,
+                                                              const std::optional<std::string>& token_file) {
   // IS: a job without a project matches only another job without one (docs/http.md).
-  static const std::string sql =
-      select_jobs("WHERE sha256 = ?1 AND project_id IS ?2 AND state = 'succeeded' ORDER BY id LIMIT 1");
+  static const std::string sql = select_jobs(
+      "WHERE sha256 = ?1 AND project_id IS ?2 AND token_file IS ?3 AND state = 'succeeded' ORDER BY id LIMIT 1");
   auto statement = db_.prepare(sql);
   if (!statement) return statement.error();
   StatementReset reset(**statement);
-  (*statement)->bind_all(sha256_hex, project_id);
+  (*statement)->bind_all(sha256_hex, project_id, token_file);
   return one_job(**statement);
 }
 
@@ -1052,9 +1053,10 @@ Result<Job> JobStore::complete_as_duplicate(JobId job_id, JobId of_job_id, WallT
   if (original->state != JobState::succeeded) {
     return illegal(*original, "only a succeeded job's upload can be reused");
   }
-  if (!job->sha256 || job->sha256 != original->sha256 || job->project_id != original->project_id) {
+  if (!job->sha256 || job->sha256 != original->sha256 || job->project_id != original->project_id ||
+      job->token_file != original->token_file) {
     return invalid("job " + std::to_string(job_id) + " is not a duplicate of job " + std::to_string(of_job_id) +
-                   " (the sha256 or the project differs)");
+                   " (the sha256, the project or the token differs)");
   }
   const auto reason = "the same content was uploaded by job " + std::to_string(of_job_id);
   if (auto aborted = abort_open_attempt(job_id, reason, now); !aborted) return aborted.error();
@@ -1479,15 +1481,18 @@ Result<std::vector<JobId>> JobStore::cancelled_among(std::span<const JobId> in_f
 namespace {
 
 // Whether pending job `j` may be claimed under dedupe. Without a hash: only when no other job
-// of its project and size is pending, uploading or succeeded (nothing it could duplicate; its
-// hash is then computed beside the send). With one: only when no job of its project has the
-// same content and is succeeded (it completes from that one instead), uploading, pending with
-// a lower id (it waits for that one), and no job of that size uploads with its hash unknown yet.
+// of its project, token and size is pending, uploading or succeeded (nothing it could duplicate;
+// its hash is then computed beside the send). With one: only when no job of its project and
+// token has the same content and is succeeded (it completes from that one instead), uploading,
+// pending with a lower id (it waits for that one), and no job of that size uploads with its hash
+// unknown yet. Jobs of another token never hold it back (that token may be on hold).
 constexpr std::string_view kClaimableUnderDedupe =
     "(j.sha256 IS NULL AND NOT EXISTS (SELECT 1 FROM jobs o WHERE o.size_bytes = j.size_bytes "
-    "AND o.state IN ('pending', 'uploading', 'succeeded') AND o.id <> j.id AND o.project_id IS j.project_id)) "
+    "AND o.state IN ('pending', 'uploading', 'succeeded') AND o.id <> j.id AND o.project_id IS j.project_id "
+    "AND o.token_file IS j.token_file)) "
     "OR (j.sha256 IS NOT NULL AND NOT EXISTS (SELECT 1 FROM jobs o WHERE o.size_bytes = j.size_bytes "
     "AND o.state IN ('pending', 'uploading', 'succeeded') AND o.id <> j.id AND o.project_id IS j.project_id "
+    "AND o.token_file IS j.token_file "
     "AND ((o.sha256 = j.sha256 AND (o.state <> 'pending' OR o.id < j.id)) "
     "OR (o.sha256 IS NULL AND o.state = 'uploading'))))";
 
@@ -1533,7 +1538,7 @@ Result<std::vector<Job>> JobStore::pending_to_hash_first(std::size_t limit) {
   static const std::string sql = select_jobs(
       "j WHERE j.state = 'pending' AND j.sha256 IS NULL AND EXISTS (SELECT 1 FROM jobs o WHERE o.size_bytes = "
       "j.size_bytes AND o.state IN ('pending', 'uploading', 'succeeded') AND o.id <> j.id AND o.project_id IS "
-      "j.project_id) ORDER BY j.id LIMIT ?1");
+      "j.project_id AND o.token_file IS j.token_file) ORDER BY j.id LIMIT ?1");
   auto statement = db_.prepare(sql);
   if (!statement) return statement.error();
   StatementReset reset(**statement);
@@ -1544,8 +1549,8 @@ Result<std::vector<Job>> JobStore::pending_to_hash_first(std::size_t limit) {
 Result<std::vector<Job>> JobStore::pending_duplicates_of(JobId succeeded) {
   static const std::string sql = select_jobs(
       "j WHERE j.state = 'pending' AND j.id <> ?1 AND EXISTS (SELECT 1 FROM jobs o WHERE o.id = ?1 AND "
-      "o.state = 'succeeded' AND o.sha256 = j.sha256 AND o.project_id IS j.project_id AND o.size_bytes = "
-      "j.size_bytes) ORDER BY j.id");
+      "o.state = 'succeeded' AND o.sha256 = j.sha256 AND o.project_id IS j.project_id AND o.token_file IS "
+      "j.token_file AND o.size_bytes = j.size_bytes) ORDER BY j.id");
   auto statement = db_.prepare(sql);
   if (!statement) return statement.error();
   StatementReset reset(**statement);

@@ -321,14 +321,18 @@ class JobStore {
   // -- Dedupe (docs/http.md).
   // Records the content hash of `hashed_file`; ignored (false) if the job's file has changed since.
   Result<bool> set_sha256(JobId job, std::string_view sha256_hex, const FileIdentity& hashed_file, WallTime now);
-  // A succeeded job with this content for this project (none equals none).
+  // A succeeded job with this content for this project (none equals none), sent with the same
+  // token_file (none: the global token): another team's key may be another account, whose file
+  // id would be wrong here, so dedupe never crosses tokens.
   Result<std::optional<Job>> find_succeeded_by_sha256(std::string_view sha256_hex,
-                                                      const std::optional<std::string>& project_id);
+                                                      const std::optional<std::string>& project_id,
+                                                      const std::optional<std::string>& token_file = std::nullopt);
   // `job` succeeds at once with `of_job`'s file id and status; no attempt is recorded.
   Result<Job> complete_as_duplicate(JobId job, JobId of_job, WallTime now);
 
-  // -- Dedupe between jobs in flight: a job never uploads what another job of its project is
-  // uploading or waiting to upload (the lower id goes first), and waits while that is unknown.
+  // -- Dedupe between jobs in flight: a job never uploads what another job of its project (and
+  // token) is uploading or waiting to upload (the lower id goes first), and waits while that is
+  // unknown.
   // claim_next(now, true) and next_due_at(now, true) under these rules.
   Result<std::optional<Job>> claim_next_unique(WallTime now, HeldTokens held = {});
   Result<std::optional<WallTime>> next_due_at_unique(WallTime now, HeldTokens held = {});

@@ -465,6 +465,38 @@ TEST_F(JobStoreTest, DedupeMatchesProjectsExactly) {
   EXPECT_EQ(store().complete_as_duplicate(other, other, t0()).error().code, StoreErrc::invalid_request);
 }
 
+TEST_F(JobStoreTest, DedupeNeverCrossesTokens) {
+  // Another team's key may be another account: its file id would be wrong, and its hold must
+  // not hold this team's identical archive back.
+  const std::string hash(64, 'e');
+  const JobId original = uploading_job("/spool/in/a.zip", 1);
+  must(store().set_sha256(original, hash, file_identity(1), t0()));
+  must(store().finish_attempt(success(original), t0()));
+  EXPECT_FALSE(must(store().find_succeeded_by_sha256(hash, std::nullopt, std::string("/etc/modeldrop/b.token"))));
+
+  NewJob team_b = new_job("/spool/in/b.zip", 2);
+  team_b.token_file = "/etc/modeldrop/b.token";
+  const JobId b = must(store().enqueue(team_b, t0())).job;
+  EXPECT_TRUE(must(store().pending_to_hash_first(10)).empty()) << "nothing of its token to compare with";
+  must(store().set_sha256(b, hash, file_identity(2), t0()));
+  EXPECT_TRUE(must(store().pending_duplicates_of(original)).empty());
+  EXPECT_EQ(store().complete_as_duplicate(b, original, t0()).error().code, StoreErrc::invalid_request);
+
+  NewJob team_b_copy = new_job("/spool/in/b-copy.zip", 3);
+  team_b_copy.token_file = "/etc/modeldrop/b.token";
+  const JobId b_copy = must(store().enqueue(team_b_copy, t0())).job;
+  must(store().set_sha256(b_copy, hash, file_identity(3), t0()));
+  NewJob global_copy = new_job("/spool/in/global-copy.zip", 4);
+  const JobId g_copy = must(store().enqueue(global_copy, t0())).job;
+  must(store().set_sha256(g_copy, hash, file_identity(4), t0()));
+  // b_copy waits for b (same token, lower id); the global copy completes from `original`, not from b.
+  const std::vector<std::optional<std::string>> b_held{"/etc/modeldrop/b.token"};
+  EXPECT_FALSE(must(store().claim_next_unique(t0(), b_held))) << "b and b_copy are held; g_copy duplicates original";
+  EXPECT_EQ(must(store().claim_next_unique(t0()))->id, b);
+  EXPECT_FALSE(must(store().claim_next_unique(t0()))) << "b_copy waits for b";
+  EXPECT_EQ(must(store().pending_duplicates_of(original)).at(0).id, g_copy);
+}
+
 // ---- Requests from the CLI
 
 TEST_F(JobStoreTest, CancelReportsEachJobAndActsOnTheOthers) {
