@@ -1,6 +1,7 @@
 #include "app/preflight_stage.hpp"
 
 #include "app/upload_scheduler.hpp"
+#include "preflight/archive_check.hpp"
 #include "upload/source_file.hpp"
 
 #include <spdlog/spdlog.h>
@@ -223,8 +224,23 @@ void PreflightStage::complete_duplicates_of(store::JobId succeeded) {
       });
 }
 
-upload::ContentCheck content_check_for(const store::Job&, const config::Config&) {
-  return {};
+upload::ContentCheck content_check_for(const store::Job& job, const config::Config&) {
+  using preflight::ArchiveKind;
+  using preflight::ArchiveValidation;
+  const ArchiveValidation validation = job.validate;
+  if (validation == ArchiveValidation::none) return {};
+  // The kind comes from the name the archive was dropped under (the name the server gets).
+  const ArchiveKind kind = preflight::archive_kind_of(job.path.filename().string());
+  if (kind == ArchiveKind::not_an_archive && validation == ArchiveValidation::archive) return {};  // sent unchecked
+  return [validation, kind](const upload::ReadNext& next) -> std::optional<std::string> {
+    const preflight::ReadNext read = [&next](std::span<std::byte> into) -> Result<std::size_t> {
+      if (auto n = next(into)) return *n;
+      return make_error("the file could not be read");  // the feed records the file's own problem
+    };
+    auto verdict = preflight::check_archive(validation, kind, read);
+    if (!verdict || verdict->passed()) return std::nullopt;
+    return "archive check: " + *verdict->problem;
+  };
 }
 
 DisposeOfJobFile publish_then_dispose(JobEvents& events, DisposeOfJobFile dispose) {

@@ -81,7 +81,8 @@ class PreflightStage {
   bool stopped_ = false;
 };
 
-// The checks modeldropd runs on an archive's content (none yet beyond the hash).
+// The check modeldropd runs on an archive's content: the job's `validate` (archive, adapter,
+// none) over the file's kind from its name; empty when nothing is to be checked.
 upload::ContentCheck content_check_for(const store::Job& job, const config::Config& config);
 
 // Connects an attempt's check, its early hash and its end to the stage.

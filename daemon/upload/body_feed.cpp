@@ -127,6 +127,9 @@ FileResult<std::size_t> BodyFeed::take(std::span<std::byte> out) {
   std::size_t given = 0;
   while (given < out.size() && !ready_.empty() && taken_ < may_give) {
     auto& front = ready_.front();
+    // Caught up with the reader inside a block it is still filling: nothing more for now
+    // (looping here would spin with the lock held, and the reader could never add to it).
+    if (front_taken_ == front.size()) break;
     const std::size_t n = std::min<std::uint64_t>({front.size() - front_taken_, out.size() - given, may_give - taken_});
     std::memcpy(out.data() + given, front.data() + front_taken_, n);
     given += n;

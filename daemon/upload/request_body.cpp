@@ -38,7 +38,13 @@ FileResult<std::size_t> UploadRequestBytes::fill(std::span<std::byte> out) {
     produced_ += *taken;
   }
   // The epilogue completes the body: only after the verdict let the file's last byte go.
-  if (produced_ >= epilogue_start && feed_->drained()) copy_segment(epilogue_, epilogue_start);
+  if (produced_ >= epilogue_start) {
+    if (feed_->drained()) {
+      copy_segment(epilogue_, epilogue_start);
+    } else if (auto verdict = feed_->take({}); !verdict) {
+      return verdict.error();  // an empty file holds no bytes back: its refusal comes here
+    }
+  }
   return filled;
 }
 

@@ -118,8 +118,10 @@ std::string config_yaml(const std::string& base_url, const fs::path& ca, const f
        << "retry:\n  initial_backoff: 200ms\n  max_backoff: 2s\n  max_attempts: 0\n  give_up_after: 0\n"
        << "database: " << (run / "state" / "jobs.db").string() << "\n"
        << "watch:\n"
-       << "  - path: " << (drop / "a").string() << "\n    settle: 2s\n    on_success: delete\n"
-       << "  - path: " << (drop / "b").string() << "\n    settle: 2s\n    on_success: move\n"
+       // The writers write pseudo-random bytes, not archives: the checks would refuse them all
+       // (they are tested with real archives in ArchiveCheckTest).
+       << "  - path: " << (drop / "a").string() << "\n    settle: 2s\n    on_success: delete\n    validate: none\n"
+       << "  - path: " << (drop / "b").string() << "\n    settle: 2s\n    on_success: move\n    validate: none\n"
        << "    done_dir: " << (run / "done-b").string() << "\n"
        << "log:\n  level: info\n";
   return yaml.str();

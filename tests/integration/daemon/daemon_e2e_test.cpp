@@ -137,7 +137,7 @@ TEST_F(DaemonTest, SighupAddingAWatchDirectoryPicksUpItsFiles) {
   std::filesystem::create_directories(second);
   drop("waiting.tgz", 2000, second);
   auto daemon = start_ready_daemon();
-  write_config("  - path: second\n    settle: 200ms\n    project_id: proj-second\n");
+  write_config("  - path: second\n    settle: 200ms\n    project_id: proj-second\n    validate: none\n");
   daemon->signal(SIGHUP);
   ASSERT_TRUE(wait_until([&] { return all_jobs_in(JobState::succeeded, 1); }, 30s)) << daemon->stderr_text();
   const auto files = api_->files();
@@ -153,20 +153,34 @@ TEST_F(DaemonTest, SighupAddingAWatchDirectoryPicksUpItsFiles) {
 // A reload that changes nothing but a watch's `validate` still takes effect: the watch
 // settings are compared whole, so no key can be left out of the comparison.
 TEST_F(DaemonTest, SighupChangingOnlyValidateTakesEffect) {
+  config_options_.validate = "archive";
+  write_config();
   auto daemon = start_ready_daemon();
-  drop("before.zip", 1000);
-  ASSERT_TRUE(wait_until([&] { return jobs().size() == 1; }, 30s)) << daemon->stderr_text();
-  config_options_.incoming_watch += "    validate: none\n";
+  drop("before.zip", 1000);  // pseudo-random bytes: not a zip
+  ASSERT_TRUE(wait_until([&] { return all_jobs_in(store::JobState::failed, 1); }, 30s)) << daemon->stderr_text();
+  config_options_.validate = "none";
   write_config();
   daemon->signal(SIGHUP);
   ASSERT_TRUE(wait_until([&] { return daemon->stderr_text().find("1 added, 1 dropped") != std::string::npos; }, 10s))
       << daemon->stderr_text();
   drop("after.zip", 1000);
-  ASSERT_TRUE(wait_until([&] { return jobs().size() == 2; }, 30s)) << daemon->stderr_text();
+  ASSERT_TRUE(wait_until(
+      [&] {
+        const auto all = jobs();
+        return all.size() == 2 && std::any_of(all.begin(), all.end(), [](const store::Job& job) {
+                 return job.state == store::JobState::succeeded;
+               });
+      },
+      30s))
+      << daemon->stderr_text();
   for (const auto& job : jobs()) {
-    EXPECT_EQ(job.validate, job.path.filename() == "after.zip" ? preflight::ArchiveValidation::none
-                                                               : preflight::ArchiveValidation::archive)
+    const bool after = job.path.filename() == "after.zip";
+    EXPECT_EQ(job.validate, after ? preflight::ArchiveValidation::none : preflight::ArchiveValidation::archive)
         << job.path;
+    EXPECT_EQ(job.state, after ? store::JobState::succeeded : store::JobState::failed) << job.path;
+    if (!after) {
+      EXPECT_EQ(job.last_error, "archive check: not a zip archive");
+    }
   }
   daemon->signal(SIGTERM);
   EXPECT_EQ(daemon->wait(10s), 0);

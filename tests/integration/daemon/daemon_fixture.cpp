@@ -63,9 +63,10 @@ std::string DaemonTest::config_text(const std::string& extra) const {
          "\n"
          "watch:\n"
          "  - path: incoming\n"
-         "    settle: 200ms\n" +
-         config_options_.incoming_watch + extra + "log:\n  level: debug\n  format: " + config_options_.log_format +
-         "\n" + config_options_.top_level;
+         "    settle: 200ms\n"
+         "    validate: " +
+         config_options_.validate + "\n" + config_options_.incoming_watch + extra +
+         "log:\n  level: debug\n  format: " + config_options_.log_format + "\n" + config_options_.top_level;
 }
 
 void DaemonTest::write_config(const std::string& extra) {

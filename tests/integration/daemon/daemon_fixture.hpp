@@ -22,7 +22,10 @@ namespace modeldrop::test {
 struct DaemonConfigOptions {
   std::string database = "state/jobs.db";  // relative to the test directory
   std::string incoming_watch;              // extra keys of the `incoming` entry, e.g. "    recursive: true\n"
-  std::string upload;                      // extra keys of `upload:`, e.g. "  dedupe: false\n"
+  // The `incoming` entry's `validate`: drop() writes pseudo-random bytes, not archives, so the
+  // checks are off unless a test drops real archives (tests/support/archive_corpus).
+  std::string validate = "none";
+  std::string upload;  // extra keys of `upload:`, e.g. "  dedupe: false\n"
   std::string log_format = "text";
   std::string top_level;  // extra top-level sections, e.g. "metrics:\n  listen: 127.0.0.1:0\n"
 };

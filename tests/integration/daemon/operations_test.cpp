@@ -37,7 +37,8 @@ class ReadyMarkerTest : public DaemonTest {
     fs::create_directories(shards_);
   }
   void write_marker_config(const std::string& on_success = "move") {
-    write_config("  - path: shards\n    settle: 1h\n    ready_marker: .ready\n    on_success: " + on_success + "\n");
+    write_config("  - path: shards\n    settle: 1h\n    ready_marker: .ready\n    validate: none\n    on_success: " +
+                 on_success + "\n");
   }
   std::optional<store::Job> job_for(const fs::path& path) const {
     for (const auto& job : jobs()) {
@@ -154,7 +155,7 @@ class PolledMountTest : public DaemonTest {
 
 TEST_F(PolledMountTest, FileWrittenBehindAFuseMountIsFoundByAutomaticPolling) {
   // `poll` is left at its default (auto): the FUSE mount is recognised and rescanned every 10 s.
-  write_config("  - path: share\n    settle: 200ms\n");
+  write_config("  - path: share\n    settle: 200ms\n    validate: none\n");
   auto daemon = start_ready_daemon();
   const auto behind = drop("remote.zip", 48 * 1024, backing_);
   const auto seen = mount_ / "remote.zip";

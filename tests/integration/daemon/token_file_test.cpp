@@ -18,7 +18,8 @@ using store::JobState;
 class TokenFileTest : public DaemonTest {
  protected:
   // Watches teama and teamb, each with its own token file and project; `incoming` keeps the
-  // global token. The fake accepts all three tokens.
+  // global token. The fake accepts all three tokens. drop() writes pseudo-random bytes: no
+  // archive checks here.
   void SetUp() override {
     DaemonTest::SetUp();
     team_a_ = dir_ / "teama";
@@ -33,8 +34,8 @@ class TokenFileTest : public DaemonTest {
 
   void write_team_config(const std::string& team_b_token_file = "team-b.token") {
     write_config(
-        "  - path: teama\n    settle: 200ms\n    project_id: proj-a\n    token_file: team-a.token\n"
-        "  - path: teamb\n    settle: 200ms\n    project_id: proj-b\n    token_file: " +
+        "  - path: teama\n    settle: 200ms\n    validate: none\n    project_id: proj-a\n    token_file: team-a.token\n"
+        "  - path: teamb\n    settle: 200ms\n    validate: none\n    project_id: proj-b\n    token_file: " +
         team_b_token_file + "\n");
   }
 
@@ -229,11 +230,15 @@ TEST_F(TokenFileTest, AddTokenFileSendsThatTokenAndItsRefusalHoldsOnlyThoseJobs)
   fs::create_directories(outside);
   const auto added = drop("added.zip", 16 * 1024, outside);
   const auto refused = drop("refused.zip", 16 * 1024, outside);
-  ASSERT_EQ(run_cli({"add", added.string(), "--token-file", (dir_ / "added.token").string()}).exit_code, 0);
+  ASSERT_EQ(
+      run_cli({"add", added.string(), "--validate", "none", "--token-file", (dir_ / "added.token").string()}).exit_code,
+      0);
   ASSERT_TRUE(wait_until([&] { return in_state(added, JobState::succeeded); }, 30s)) << daemon->stderr_text();
   EXPECT_EQ(token_that_uploaded(added), "token-added");
 
-  ASSERT_EQ(run_cli({"add", refused.string(), "--token-file", (dir_ / "refused.token").string()}).exit_code, 0);
+  ASSERT_EQ(run_cli({"add", refused.string(), "--validate", "none", "--token-file", (dir_ / "refused.token").string()})
+                .exit_code,
+            0);
   ASSERT_TRUE(wait_until([&] { return held_reason(database_).has_value(); }, 30s)) << daemon->stderr_text();
   EXPECT_NE(held_reason(database_)->find("modeldrop add jobs (token_file " + (dir_ / "refused.token").string() +
                                          "): HTTP 401"),

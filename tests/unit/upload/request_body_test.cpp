@@ -9,6 +9,9 @@
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
+#include <cstdio>
+#include <cstdlib>
+#include <future>
 #include <mutex>
 #include <random>
 
@@ -197,6 +200,62 @@ TEST(BodyFeed, TheCheckReadsTheSameBytesAndTheFinalOnesWaitForItsVerdict) {
   EXPECT_TRUE(feed->sha256());
 }
 
+// The check reads in pieces smaller than a block, so the consumer often catches up with the
+// reader inside a block the reader is still filling: take() must then say "nothing yet"
+// rather than spin holding the lock the reader needs.
+TEST(BodyFeed, CatchingUpInsideAPartlyFilledBlockGivesNothingAndLetsTheReaderGoOn) {
+  TempDir dir;
+  const std::string content = random_content(50'000);
+  const auto path = dir.write("m.zip", content);
+  std::mutex mutex;
+  std::condition_variable cv;
+  bool go_on = false;
+  ContentCheck check = [&](const ReadNext& next) -> std::optional<std::string> {
+    std::vector<std::byte> buffer(1000);
+    (void)next(buffer);  // one partly filled block
+    {
+      std::unique_lock lock(mutex);
+      cv.wait(lock, [&] { return go_on; });
+    }
+    while (next(buffer).value_or(std::size_t{0}) > 0) {
+    }
+    return std::nullopt;
+  };
+  auto feed = feed_of(path, false, check, 4096);
+  std::vector<std::byte> out(content.size());
+  std::size_t got = 0;
+  // A take() that spins holds the feed's lock for good: it runs on a thread of its own so the
+  // test can say so instead of hanging.
+  auto caught_up = std::async(std::launch::async, [&] {
+    for (int i = 0; i < 5'000 && got < 1000; ++i) {
+      auto n = feed->take(std::span(out).subspan(got));
+      got += n ? *n : 0;
+      if (got < 1000) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    }
+    auto n = feed->take(std::span(out).subspan(got));
+    return n ? *n : std::size_t{99};
+  });
+  if (caught_up.wait_for(std::chrono::seconds(10)) != std::future_status::ready) {
+    std::fprintf(stderr, "take() spins once it has caught up with the reader inside a block\n");
+    std::abort();
+  }
+  EXPECT_EQ(caught_up.get(), 0U) << "nothing more until the reader goes on";
+  EXPECT_EQ(got, 1000U);
+  {
+    std::lock_guard lock(mutex);
+    go_on = true;
+  }
+  cv.notify_all();
+  for (int i = 0; i < 10'000 && !feed->drained(); ++i) {
+    auto n = feed->take(std::span(out).subspan(got));
+    ASSERT_TRUE(n);
+    got += *n;
+    if (*n == 0) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+  EXPECT_TRUE(feed->drained());
+  EXPECT_EQ(std::string(reinterpret_cast<const char*>(out.data()), got), content);
+}
+
 TEST(BodyFeed, ARefusalEndsTheBodyBeforeItsFinalBytes) {
   TempDir dir;
   const std::string content = random_content(40'000);
@@ -213,6 +272,19 @@ TEST(BodyFeed, ARefusalEndsTheBodyBeforeItsFinalBytes) {
   EXPECT_EQ(built.problem->message, "archive check: truncated tar archive");
   EXPECT_LT(built.bytes.size(), request.total_size() - 4096) << "the last block never went out";
   EXPECT_FALSE(request.sha256());
+}
+
+// An empty file has no final bytes to hold back: the refusal must still end the body.
+TEST(BodyFeed, AnEmptyFileRefusedByTheCheckEndsTheBodyBeforeItsEpilogue) {
+  TempDir dir;
+  const auto path = dir.write("empty.zip", "");
+  ContentCheck check = [](const ReadNext&) -> std::optional<std::string> { return "archive check: empty file"; };
+  UploadRequestBytes request = request_of("H", path, true, check);
+  const Built built = drain(request, 1024);
+  ASSERT_TRUE(built.problem) << "the body went out whole";
+  EXPECT_EQ(built.problem->error, AttemptError::content_refused);
+  EXPECT_EQ(built.problem->message, "archive check: empty file");
+  EXPECT_FALSE(request.complete());
 }
 
 TEST(BodyFeed, MemoryIsAFewBlocksWhateverTheFileSize) {
