@@ -442,7 +442,8 @@ TEST_F(TokenHoldTest, ATeamsAuthHoldIsProbedWithItsOwnTokenWhileTheOthersUpload)
   api_->set_tokens({"test-token"});  // team B's key is refused
   const auto b = add_for("teamb", "b.zip", 1);
   ASSERT_TRUE(wait_for_attempts(b, 1));
-  EXPECT_TRUE(contains(held_reason(), "watch /srv/teamb: HTTP 401")) << held_reason().value_or("NULL");
+  EXPECT_TRUE(run_until([&] { return contains(held_reason(), "watch /srv/teamb: HTTP 401"); }, 5s))
+      << held_reason().value_or("NULL");
   const auto global = add_job("global.zip", kSmall, std::nullopt, 2);
   ASSERT_TRUE(wait_for_state(global, JobState::succeeded)) << "the global token's jobs go on";
   const auto b2 = add_for("teamb", "b2.zip", 3);
@@ -467,7 +468,8 @@ TEST_F(TokenHoldTest, ARateLimitHoldsOnlyTheTokenThatGotIt) {
   ASSERT_TRUE(wait_for_attempts(b, 1));
   const auto global = add_job("global.zip", kSmall, std::nullopt, 2);
   ASSERT_TRUE(wait_for_state(global, JobState::succeeded));
-  EXPECT_TRUE(contains(held_reason(), "watch /srv/teamb: HTTP 429")) << held_reason().value_or("NULL");
+  EXPECT_TRUE(run_until([&] { return contains(held_reason(), "watch /srv/teamb: HTTP 429"); }, 5s))
+      << held_reason().value_or("NULL");
   EXPECT_EQ(job(b).job.next_attempt_at, sent_at + 120s);
   advance(119s);
   expect_nothing_sent_for(300ms, 2);
@@ -484,7 +486,8 @@ TEST_F(TokenHoldTest, ATokenFileThatCannotBeReadHoldsItsJobsUntilItChanges) {
   EXPECT_EQ(j.job.state, JobState::pending);
   EXPECT_EQ(j.attempts.at(0).outcome, AttemptOutcome::held);
   EXPECT_EQ(j.job.last_error, "no usable API token: token_file teamb: cannot use it: No such file or directory");
-  EXPECT_TRUE(contains(held_reason(), "watch /srv/teamb: no usable API token")) << held_reason().value_or("NULL");
+  EXPECT_TRUE(run_until([&] { return contains(held_reason(), "watch /srv/teamb: no usable API token"); }, 5s))
+      << held_reason().value_or("NULL");
   EXPECT_EQ(upload_requests(), 0U) << "nothing is sent without a token";
   const auto global = add_job("global.zip", kSmall, std::nullopt, 2);
   ASSERT_TRUE(wait_for_state(global, JobState::succeeded));
