@@ -77,7 +77,8 @@ deb: deps
 	DEB_BUILD_OPTIONS="nocheck $${DEB_BUILD_OPTIONS:-}" ./packaging/build-deb
 
 # The package under a real systemd 252, booted in a throwaway container (needs root): install,
-# start, upload, reload, stop, SIGKILL, bad config, upgrade, purge. See tests/system/systemd-test.
+# start, upload, reload, a second team's token credential, stop, SIGKILL, bad config, upgrade, purge.
+# See tests/system/systemd-test.
 DEB_VERSION = $(shell sed -n 's/^project.modeldrop VERSION \([0-9.]*\).*/\1/p' CMakeLists.txt)
 systemd-test: deb
 	if [ -f tests/support/fake_api/CMakeLists.txt ]; then \

@@ -2,6 +2,7 @@
 // periodic duties (heartbeat, STATUS=, watchdog, change polling) and the shutdown.
 #include "app/daemon.hpp"
 
+#include "app/api_tokens.hpp"
 #include "app/hook_dispatch.hpp"
 #include "app/job_events.hpp"
 #include "app/job_file_actions.hpp"
@@ -30,7 +31,6 @@
 #include <boost/asio/signal_set.hpp>
 #include <boost/asio/steady_timer.hpp>
 
-#include <sys/stat.h>
 #include <unistd.h>
 #include <csignal>
 #include <cstdlib>
@@ -56,13 +56,6 @@ upload::PoolSettings pool_settings(const config::Config& config, const std::stri
   return settings;
 }
 
-std::optional<std::int64_t> file_mtime_ns(const std::optional<std::filesystem::path>& file) {
-  if (!file) return std::nullopt;
-  struct stat st {};
-  if (::stat(file->c_str(), &st) != 0) return std::nullopt;
-  return std::int64_t{st.st_mtim.tv_sec} * 1000000000 + st.st_mtim.tv_nsec;
-}
-
 // Repeats `duty` every `interval` on the event loop until the timer is cancelled.
 void every(asio::steady_timer& timer, std::chrono::steady_clock::duration interval, std::function<void()> duty) {
   timer.expires_after(interval);
@@ -85,8 +78,9 @@ class Daemon {
   int start_metrics();
   void start_periodic_duties();
   void heartbeat();
-  void check_token_file();
-  void apply_token(const config::TokenLookup& lookup);
+  void check_token_files();
+  void apply_token_changes(const std::vector<ApiTokens::Change>& changes);
+  void record_watch_tokens();
   void reload();
   void shutdown();
 
@@ -100,6 +94,7 @@ class Daemon {
   std::unique_ptr<store::StoreWorker> worker_;
   std::unique_ptr<StoreClient> store_;
   std::unique_ptr<upload::UploadPool> pool_;
+  std::unique_ptr<ApiTokens> tokens_;  // the global token and each watch's token_file
   JobEvents events_;
   std::unique_ptr<UploadScheduler> scheduler_;
   std::unique_ptr<JobFileWork> files_;
@@ -118,7 +113,6 @@ class Daemon {
   asio::steady_timer token_timer_{io_};
   asio::steady_timer watchdog_timer_{io_};
   asio::steady_timer shutdown_deadline_{io_};
-  std::optional<std::int64_t> token_mtime_;
   QueueCounts counts_;
   int heartbeats_ = 0;
   bool stopping_ = false;
@@ -223,7 +217,8 @@ int Daemon::run() {
   register_secret(*setup_.token.token);
   spdlog::info("API token from {}", setup_.token.source);
   for (const auto& warning : setup_.token.warnings) spdlog::warn("{}", warning);
-  token_mtime_ = file_mtime_ns(setup_.token.file);
+  // Each watch's token_file is read here too; one that cannot be used holds only its jobs.
+  tokens_ = std::make_unique<ApiTokens>(setup_.token, setup_.config, config::TokenEnvironment::from_process());
 
   // 1. Store: create or migrate the database, claim it for this process, recover the jobs a
   //    crash left uploading. Synchronous: nothing else runs yet. The metrics port is bound
@@ -246,6 +241,9 @@ int Daemon::run() {
   // 3. Scheduler (claims due jobs, records outcomes) and the hash stage that feeds it.
   scheduler_ = std::make_unique<UploadScheduler>(io_, *store_, *pool_, clock_, events_,
                                                  UploadScheduler::Settings{setup_.config}, std::random_device{}());
+  scheduler_->set_tokens(tokens_.get());
+  apply_token_changes(tokens_->unusable());
+  record_watch_tokens();
   files_ = std::make_unique<JobFileWork>(*store_, clock_);
   auto dispose = [this](const store::Job& job) { files_->dispose(job, setup_.config); };
   scheduler_->set_dispose(dispose);
@@ -346,7 +344,7 @@ void Daemon::start_periodic_duties() {
                    }
                  });
   });
-  if (setup_.token.file) every(token_timer_, kTokenCheckInterval, [this] { check_token_file(); });
+  every(token_timer_, kTokenCheckInterval, [this] { check_token_files(); });
   // The watchdog is fed from the event loop itself, so a wedged loop gets restarted.
   if (auto interval = notifier_.watchdog_interval()) {
     notifier_.watchdog();
@@ -398,26 +396,42 @@ void Daemon::heartbeat() {
       });
 }
 
-void Daemon::apply_token(const config::TokenLookup& lookup) {
-  if (!lookup.token || *lookup.token == *setup_.token.token) return;
-  register_secret(*lookup.token);
-  setup_.token = lookup;
-  pool_->apply(pool_settings(setup_.config, *setup_.token.token));
-  spdlog::info("API token changed (from {})", setup_.token.source);
-  scheduler_->token_changed();
-  registrar_->token_changed();
+// A new global token goes to the pool (which sends it for every job without a token_file);
+// a token file's new token ends its jobs' hold; one that broke holds them.
+void Daemon::apply_token_changes(const std::vector<ApiTokens::Change>& changes) {
+  for (const auto& change : changes) {
+    if (!change.key) {
+      setup_.token = tokens_->global();
+      pool_->apply(pool_settings(setup_.config, *setup_.token.token));
+      scheduler_->token_changed();
+      if (registrar_) registrar_->token_changed();  // registrations use the global token
+    } else if (change.unusable) {
+      scheduler_->token_unusable(change.key, *change.unusable);
+    } else {
+      scheduler_->token_changed(change.key);
+    }
+  }
 }
 
-void Daemon::check_token_file() {
-  const auto mtime = file_mtime_ns(setup_.token.file);
-  if (mtime == token_mtime_) return;
-  token_mtime_ = mtime;
-  auto lookup = config::find_token(setup_.config.api, config::TokenEnvironment::from_process());
-  if (lookup.error || !lookup.token) {
-    spdlog::warn("token file changed but cannot be used: {}", lookup.error.value_or("no token"));
-    return;
-  }
-  apply_token(lookup);
+void Daemon::check_token_files() {
+  apply_token_changes(tokens_->check());
+}
+
+// Jobs name their token by the token_file their watch had when they were queued; a watch's
+// new token_file (a fixed path in a reloaded config) reaches its unfinished jobs.
+void Daemon::record_watch_tokens() {
+  store_->run([watches = setup_.config.watch, now = clock_.now()](store::JobStore& s) {
+    for (const auto& watch : watches) {
+      auto changed = s.set_watch_token_file(watch.path, watch.token_file, now);
+      if (!changed) {
+        spdlog::warn("store: cannot record the token_file of watch {}: {}", watch.path.string(),
+                     changed.error().message);
+      } else if (*changed > 0) {
+        spdlog::info("{} unfinished job(s) of watch {} now use {}", *changed, watch.path.string(),
+                     watch.token_file ? "token_file " + *watch.token_file : std::string("the global token"));
+      }
+    }
+  });
 }
 
 void Daemon::reload() {
@@ -451,8 +465,8 @@ void Daemon::reload() {
   setup_logging({next.log.level, next.log.format, stderr_is_journal()});
   setup_.config = std::move(next);
   pool_->apply(pool_settings(setup_.config, *setup_.token.token));
-  apply_token(token);
-  token_mtime_ = file_mtime_ns(setup_.token.file);
+  apply_token_changes(tokens_->reload(std::move(token), setup_.config));
+  record_watch_tokens();
   watcher_->reconfigure(setup_.config.watch);
   scheduler_->reconfigure(UploadScheduler::Settings{setup_.config});
   preflight_->reconfigure(setup_.config);

@@ -54,7 +54,8 @@ PlacementReport check_placement(const config::Config& config, const std::filesys
 }
 
 // --check-config: every problem, or "config OK". A token that cannot be found is only a
-// warning here (systemd may hand it over as a credential); a broken token_file is an error.
+// warning here (systemd may hand it over as a credential); a broken token_file is an error, a
+// watch's as much as api's (except one in the credentials directory, which only the service has).
 int check_config(const std::filesystem::path& path) {
   const auto loaded = config::load_config(path);
   if (!loaded.ok()) {
@@ -70,7 +71,26 @@ int check_config(const std::filesystem::path& path) {
     std::cerr << path.string() << ": " << *token.error << "\n";
     return exit_code::kConfigError;
   }
-  if (!placement.errors.empty()) return exit_code::kConfigError;
+  bool watch_token_errors = false;
+  const auto environment = config::TokenEnvironment::from_process();
+  for (std::size_t i = 0; i < loaded.config->watch.size(); ++i) {
+    const auto& name = loaded.config->watch[i].token_file;
+    if (!name) continue;
+    const auto where = fmt::format("{}: watch[{}].token_file", path.string(), i);
+    auto file = config::resolve_token_file(*name, environment);
+    if (!file) {
+      // Outside the service, systemd's credentials directory does not exist: not checked here.
+      std::cerr << "warning: " << where << ": " << file.error().message << "; not checked here\n";
+      continue;
+    }
+    auto read = config::read_token_file(*file);
+    for (const auto& warning : read.warnings) std::cerr << "warning: " << warning << "\n";
+    if (!read.token) {
+      std::cerr << where << ": cannot use " << file->string() << ": " << read.error << "\n";
+      watch_token_errors = true;
+    }
+  }
+  if (!placement.errors.empty() || watch_token_errors) return exit_code::kConfigError;
   if (!token.token) {
     std::cerr << "warning: no API token found (api.token_file, $CREDENTIALS_DIRECTORY/api-token, "
                  "$NEBIUS_API_KEY); the daemon will refuse to start without one\n";

@@ -23,8 +23,9 @@ std::optional<store::ListedFile> listed(const upload::OpenAIFile& file) {
 
 }  // namespace
 
-void InDoubtReconciler::before_sending(const store::Job& job, std::function<void(std::optional<store::Job>)> done) {
-  auto search = std::make_shared<Search>(Search{job, WallTime{}, {}, std::move(done)});
+void InDoubtReconciler::before_sending(const store::Job& job, std::optional<std::string> token,
+                                       std::function<void(std::optional<store::Job>)> done) {
+  auto search = std::make_shared<Search>(Search{job, std::move(token), WallTime{}, {}, std::move(done)});
   store_.call([id = job.id](store::JobStore& s) { return s.in_doubt_since(id); },
               [this, search](Result<std::optional<WallTime>> since) {
                 if (!since) {
@@ -43,8 +44,9 @@ void InDoubtReconciler::list_next_page(std::shared_ptr<Search> search, std::opti
   upload::ApiRequest::Query query{{"limit", std::to_string(kPageSize)}, {"order", "desc"}};
   if (search->job.project_id) query.emplace_back("ai_project_id", *search->job.project_id);
   if (after) query.emplace_back("after", *after);
-  pool_.request(upload::ApiRequest::get("/v1/files", std::move(query)),
-                [this, search](const upload::ApiAnswer& answer) { on_page(search, answer); });
+  auto request = upload::ApiRequest::get("/v1/files", std::move(query));
+  request.token = search->token;
+  pool_.request(std::move(request), [this, search](const upload::ApiAnswer& answer) { on_page(search, answer); });
 }
 
 void InDoubtReconciler::on_page(std::shared_ptr<Search> search, const upload::ApiAnswer& answer) {

@@ -23,7 +23,9 @@ class InDoubtReconciler {
 
   // `job` is claimed and its attempt open. `done` gets the job as adoption left it (succeeded),
   // or none: send the file. It always runs, on the event loop, never inside this call.
-  void before_sending(const store::Job& job, std::function<void(std::optional<store::Job>)> done);
+  // The listing carries the job's `token` (none: the pool's own), as its upload will.
+  void before_sending(const store::Job& job, std::optional<std::string> token,
+                      std::function<void(std::optional<store::Job>)> done);
 
   // How many files one look at the listing reads at most before it gives up (and the file is sent).
   static constexpr std::size_t kMaxListedFiles = 10000;
@@ -31,7 +33,8 @@ class InDoubtReconciler {
  private:
   struct Search {
     store::Job job;
-    WallTime since;  // the earliest in-doubt attempt's start
+    std::optional<std::string> token;  // a secret
+    WallTime since;                    // the earliest in-doubt attempt's start
     std::vector<store::ListedFile> files;
     std::function<void(std::optional<store::Job>)> done;
   };

@@ -162,7 +162,7 @@ void PreflightStage::record(const store::Job& job, std::string sha256) {
         auto current = s.find_job(job.id);
         if (!current) return current.error();
         if (!*current || (*current)->state != store::JobState::pending) return std::optional<store::Job>{};
-        auto original = s.find_succeeded_by_sha256(sha256, (*current)->project_id);
+        auto original = s.find_succeeded_by_sha256(sha256, (*current)->project_id, (*current)->token_file);
         if (!original) return original.error();
         if (!*original || (*original)->id == job.id) return std::optional<store::Job>{};
         auto duplicate = s.complete_as_duplicate(job.id, (*original)->id, now);

@@ -67,15 +67,30 @@ void UploadScheduler::wake() {
   if (!stopping_) asio::post(io_, [this] { dispatch(); });
 }
 
-void UploadScheduler::token_changed() {
-  if (holds_.auth_held()) spdlog::info("API token changed: uploads resume");
-  holds_.token_changed();
+void UploadScheduler::token_changed(const TokenKey& token) {
+  if (holds_.auth_held(token)) {
+    const auto who = tokens_ != nullptr ? tokens_->label(token) : std::string();
+    spdlog::info("API token{} changed: {}uploads resume", who.empty() ? "" : " for " + who, who.empty() ? "" : "its ");
+  }
+  holds_.token_changed(token);
   wake();
+}
+
+void UploadScheduler::token_unusable(const TokenKey& token, const std::string& why) {
+  label(token);
+  holds_.token_unusable(token, why);
+  wake();
+}
+
+void UploadScheduler::label(const TokenKey& token) {
+  holds_.label_token(token, tokens_ != nullptr ? tokens_->label(token) : std::string());
 }
 
 void UploadScheduler::reconfigure(Settings settings) {
   settings_ = std::move(settings);
   policy_.reconfigure(settings_.config.retry);
+  // The watches (and so who uses each token) may have changed: held_reason names them anew.
+  for (const auto& token : holds_.held_tokens(clock_.now())) label(token);
   wake();
 }
 
@@ -161,27 +176,30 @@ void UploadScheduler::dispatch() {
       spdlog::info("uploads no longer held");
     }
   }
-  if (holds_.uploads_blocked(now)) {
-    maybe_probe();
+  maybe_probe();
+  if (holds_.paused()) {
     arm_wakeup(holds_.next_change(now));
     return;
   }
   if (claiming_) return;
   const std::size_t free = pool_.free_sessions() - std::min(pool_.free_sessions(), reconciling_);
   if (free == 0) return;  // an upload's end calls dispatch again
-  claim(free);
+  // A held token's jobs wait; the others' are claimed as usual (schedule_next_due also wakes up
+  // when a hold may end by itself).
+  claim(free, holds_.held_tokens(now));
 }
 
-void UploadScheduler::claim(std::size_t count) {
+void UploadScheduler::claim(std::size_t count, std::vector<TokenKey> held) {
   claiming_ = true;
   const WallTime now = clock_.now();
   const bool require_sha256 = settings_.config.upload.dedupe;
   const auto add_project = settings_.config.api.project_id;
   store_.call(
-      [count, now, require_sha256, add_project](store::JobStore& s) -> Result<std::vector<std::pair<store::Job, int>>> {
+      [count, now, require_sha256, add_project,
+       held = std::move(held)](store::JobStore& s) -> Result<std::vector<std::pair<store::Job, int>>> {
         std::vector<std::pair<store::Job, int>> claimed;
         for (std::size_t i = 0; i < count; ++i) {
-          auto job = require_sha256 ? s.claim_next_unique(now) : s.claim_next(now, false);
+          auto job = require_sha256 ? s.claim_next_unique(now, held) : s.claim_next(now, false, held);
           if (!job) return job.error();
           if (!*job) break;
           // `modeldrop add` without --project sends api.project_id and records it (docs/cli.md).
@@ -232,16 +250,45 @@ void UploadScheduler::on_claimed(Result<std::vector<std::pair<store::Job, int>>>
 void UploadScheduler::schedule_next_due() {
   const WallTime now = clock_.now();
   const bool require_sha256 = settings_.config.upload.dedupe;
+  struct Outlook {
+    std::optional<WallTime> due;
+    std::vector<TokenKey> held_in_use;
+  };
+  auto held = holds_.held_tokens(now);
   store_.call(
-      [now, require_sha256](store::JobStore& s) {
-        return require_sha256 ? s.next_due_at_unique(now) : s.next_due_at(now, false);
+      [now, require_sha256, held](store::JobStore& s) -> Result<Outlook> {
+        auto due = require_sha256 ? s.next_due_at_unique(now, held) : s.next_due_at(now, false, held);
+        if (!due) return due.error();
+        auto in_use = held.empty() ? Result<std::vector<TokenKey>>() : s.tokens_in_use(held);
+        if (!in_use) return in_use.error();
+        return Outlook{*due, std::move(*in_use)};
       },
-      [this](Result<std::optional<WallTime>> due) {
-        if (!due) {
+      [this, held](Result<Outlook> outlook) {
+        if (!outlook) {
           arm_wakeup(clock_.now() + kStoreErrorPause);
           return;
         }
-        arm_wakeup(*due);
+        // A hold on a token file that no watch names and no job uses any more (its watch has
+        // another token_file now, its `modeldrop add` jobs were cancelled) holds nothing: it is
+        // forgotten, and held_reason no longer names it.
+        bool forgot = false;
+        for (const auto& token : held) {
+          const auto& in_use = outlook->held_in_use;
+          const auto& watches = settings_.config.watch;
+          if (!token || std::find(in_use.begin(), in_use.end(), token) != in_use.end() ||
+              std::any_of(watches.begin(), watches.end(), [&](const auto& w) { return w.token_file == token; })) {
+            continue;
+          }
+          holds_.forget(token);
+          forgot = true;
+        }
+        if (forgot) return dispatch();
+        // The held tokens' jobs are not counted as due: the end of their hold is.
+        auto next = outlook->due;
+        if (const auto hold_ends = holds_.next_change(clock_.now()); hold_ends && (!next || *hold_ends < *next)) {
+          next = hold_ends;
+        }
+        arm_wakeup(next);
       });
 }
 
@@ -262,9 +309,28 @@ void UploadScheduler::start_upload(store::Job job, int attempt) {
   spdlog::log(job.attempts == 0 ? spdlog::level::info : spdlog::level::debug,
               "job {}: uploading {} ({} bytes, attempt {})", id, job.current_path.value_or(job.path).string(),
               job.size_bytes, attempt);
-  auto& flight = in_flight_.emplace(id, InFlight{std::move(job), attempt, 0, clock_.now()}).first->second;
+  auto& flight = in_flight_.emplace(id, InFlight{std::move(job), attempt, 0, clock_.now(), std::nullopt}).first->second;
+  if (tokens_ != nullptr) {
+    auto token = tokens_->token_for(flight.job.token_file);
+    if (!token) {
+      // Its token file cannot be used (it broke since the claim, or a file `modeldrop add` named is
+      // read for the first time): a held attempt, and the token's jobs wait for a usable file.
+      token_unusable(flight.job.token_file, token.error().message);
+      upload::UploadResult unsent;
+      unsent.error = upload::AttemptError::invalid_request;
+      unsent.error_message = token.error().message;
+      upload::Decision held;
+      held.verdict = Verdict::hold_auth;
+      held.reason = "no usable API token: " + token.error().message;
+      InFlight given_back = std::move(flight);
+      in_flight_.erase(id);
+      record(given_back, unsent, held);
+      return;  // on_claimed looks for more work once every claimed job has started
+    }
+    flight.token = std::move(*token);
+  }
   ++reconciling_;
-  reconciler_.before_sending(flight.job,
+  reconciler_.before_sending(flight.job, flight.token,
                              [this, id](std::optional<store::Job> adopted) { on_reconciled(id, std::move(adopted)); });
 }
 
@@ -277,8 +343,9 @@ void UploadScheduler::on_reconciled(store::JobId id, std::optional<store::Job> a
   if (adopted) {
     const auto elapsed = std::max<std::chrono::nanoseconds>(clock_.now() - it->second.started, 0ns);
     AttemptFinished event{{}, it->second.attempt, AttemptOutcome::reconciled, std::nullopt, 0, elapsed};
+    const TokenKey token = it->second.job.token_file;
     in_flight_.erase(it);
-    holds_.upload_succeeded();
+    holds_.upload_succeeded(token);
     after_finish(*adopted, std::move(event));
     finish_stop_if_idle();
     dispatch();
@@ -302,6 +369,7 @@ void UploadScheduler::send_upload(store::JobId id) {
   request.project_id = job.project_id;
   request.expected = to_upload_identity(job.file);
   request.compute_sha256 = !job.sha256.has_value();
+  request.token = in_flight_.at(id).token;
   add_preflight(request, job);
   pool_.start(
       std::move(request),
@@ -335,14 +403,15 @@ void UploadScheduler::on_upload_done(store::JobId id, upload::UploadResult resul
 
   const WallTime now = clock_.now();
   const auto* watch = watch_of(flight.job, settings_.config);
+  const TokenKey& token = flight.job.token_file;
   upload::JobBudget budget{static_cast<int>(flight.job.attempts), flight.job.budget_started_at,
-                           watch != nullptr ? watch->settle : Duration{0}, holds_.consecutive_rate_limits()};
+                           watch != nullptr ? watch->settle : Duration{0}, holds_.consecutive_rate_limits(token)};
   upload::Decision decision = policy_.decide(result, budget, now);
   for (const auto& warning : decision.warnings) spdlog::warn("job {}: {}", id, warning);
 
   switch (decision.verdict) {
     case Verdict::succeeded:
-      holds_.upload_succeeded();
+      holds_.upload_succeeded(token);
       if (retry_log_.held_back > 0) {
         // The end of a run of failures: what the rate limit held back is told once, here.
         spdlog::warn("{} failed attempt{} not logged since {} (see `modeldrop show` for each job's history)",
@@ -359,10 +428,12 @@ void UploadScheduler::on_upload_done(store::JobId id, upload::UploadResult resul
       spdlog::error("job {}: {} failed: {}", id, flight.job.path.filename().string(), decision.reason);
       break;
     case Verdict::hold_auth:
-      holds_.hold_for_auth(now, decision.reason);
+      label(token);
+      holds_.hold_for_auth(now, decision.reason, token);
       break;
     case Verdict::hold_rate_limit:
-      holds_.hold_for_rate_limit(*decision.hold_until, decision.reason);
+      label(token);
+      holds_.hold_for_rate_limit(*decision.hold_until, decision.reason, token);
       break;
     case Verdict::file_changed:
       spdlog::info("job {}: {}; waiting for it to settle", id, decision.reason);
@@ -481,22 +552,41 @@ void UploadScheduler::after_finish(const store::Job& job, AttemptFinished event)
 }
 
 void UploadScheduler::maybe_probe() {
-  const WallTime now = clock_.now();
-  if (probing_ || !holds_.probe_due(now)) return;
-  probing_ = true;
-  holds_.probe_started();
-  spdlog::info("uploads held for 5 minutes by an auth failure: probing GET /v1/files?limit=1");
-  pool_.request(upload::ApiRequest::get("/v1/files", {{"limit", "1"}}), [this](const upload::ApiAnswer& answer) {
-    probing_ = false;
-    const bool accepted = answer.ok();
-    const bool refused = answer.verdict == upload::Verdict::hold_auth;
-    if (accepted) {
-      spdlog::info("probe accepted the token: uploads resume");
-    } else if (refused) {
-      spdlog::warn("probe: HTTP {} again; uploads stay held", answer.status().value_or(0));
+  for (const auto& token : holds_.probes_due(clock_.now())) probe(token);
+}
+
+// Five minutes into an auth hold, one cheap request with the held token decides (docs/http.md).
+void UploadScheduler::probe(const TokenKey& token) {
+  std::optional<std::string> secret;
+  if (tokens_ != nullptr) {
+    auto found = tokens_->token_for(token);
+    if (!found) {
+      token_unusable(token, found.error().message);
+      return;
     }
-    // Anything else (network down, 5xx) proves nothing about the token: probe again later.
-    holds_.probe_finished(accepted, clock_.now());
+    secret = std::move(*found);
+  }
+  holds_.probe_started(token);
+  const auto who = tokens_ != nullptr ? tokens_->label(token) : std::string();
+  const auto for_whom = who.empty() ? std::string() : " for " + who;
+  spdlog::info("uploads{} held for 5 minutes by an auth failure: probing GET /v1/files?limit=1", for_whom);
+  auto request = upload::ApiRequest::get("/v1/files", {{"limit", "1"}});
+  request.token = std::move(secret);
+  pool_.request(std::move(request), [this, token, for_whom](const upload::ApiAnswer& answer) {
+    using Answer = UploadHolds::ProbeAnswer;
+    Answer result = Answer::inconclusive;
+    if (answer.ok()) {
+      result = Answer::accepted;
+      spdlog::info("probe accepted the token{}: uploads resume", for_whom);
+    } else if (answer.verdict == upload::Verdict::hold_auth) {
+      result = Answer::refused;
+      spdlog::warn("probe{}: HTTP {} again; uploads stay held", for_whom, answer.status().value_or(0));
+    } else {
+      // The API down, a timeout: nothing against the token. The uploads try again; one refused
+      // again starts a new hold.
+      spdlog::info("probe{} inconclusive ({}): uploads resume", for_whom, answer.reason);
+    }
+    holds_.probe_finished(result, clock_.now(), token);
     dispatch();
   });
 }

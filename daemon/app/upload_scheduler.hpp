@@ -6,6 +6,7 @@
 
 #include "app/in_doubt_reconciler.hpp"
 #include "app/job_events.hpp"
+#include "app/job_tokens.hpp"
 #include "app/store_client.hpp"
 #include "app/upload_holds.hpp"
 #include "common/timestamp.hpp"
@@ -49,8 +50,14 @@ class UploadScheduler {
   void wake();
   // Another process changed the database: re-read the pause flag and cancelled uploads.
   void external_change();
-  // The API token changed: an auth hold ends at once.
-  void token_changed();
+  // Which token each job's requests carry (by its token_file). Without this every job sends the
+  // pool's own token and every hold is on it.
+  void set_tokens(JobTokens* tokens) { tokens_ = tokens; }
+  // A token changed (the global one by default): its auth hold, or its wait for a usable token
+  // file, ends at once.
+  void token_changed(const TokenKey& token = {});
+  // A token file cannot be used: its jobs wait (held_reason says why) until token_changed.
+  void token_unusable(const TokenKey& token, const std::string& why);
   void reconfigure(Settings settings);
   // The preflight stage's part in each attempt: the content check its body must pass, the
   // hash as soon as the body's reader knows it, and every recorded end of an attempt.
@@ -74,10 +81,11 @@ class UploadScheduler {
     int attempt = 0;
     std::uint64_t bytes_reported = 0;
     WallTime started{};
+    std::optional<std::string> token;  // a secret: none sends the pool's own (the global token)
   };
 
   void dispatch();
-  void claim(std::size_t count);
+  void claim(std::size_t count, std::vector<TokenKey> held);
   void on_claimed(Result<std::vector<std::pair<store::Job, int>>> claimed);
   void start_upload(store::Job job, int attempt);
   void on_reconciled(store::JobId id, std::optional<store::Job> adopted);
@@ -90,6 +98,9 @@ class UploadScheduler {
   void arm_wakeup(std::optional<WallTime> at);
   void schedule_next_due();
   void maybe_probe();
+  void probe(const TokenKey& token);
+  // The hold's wording names who uses the token (set before each hold starts).
+  void label(const TokenKey& token);
   void note_progress(std::uint64_t delta);
   void finish_stop_if_idle();
 
@@ -107,7 +118,7 @@ class UploadScheduler {
   boost::asio::steady_timer wakeup_;
   bool claiming_ = false;
   bool stopping_ = false;
-  bool probing_ = false;
+  JobTokens* tokens_ = nullptr;
   std::function<void()> stopped_;
   PreflightHooks preflight_;
   std::function<void(const store::Job&)> dispose_;

@@ -25,6 +25,7 @@ void WatchIntake::file_ready(const watch::ReadyFile& file) {
   job.watch_dir = file.watch_dir;
   job.project_id = file.project_id;
   job.validate = file.validate;
+  job.token_file = file.token_file;
   job.file = store::FileIdentity{static_cast<std::uint64_t>(file.device), static_cast<std::uint64_t>(file.inode),
                                  file.size, file.mtime_ns};
   store_.call(

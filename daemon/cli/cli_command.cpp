@@ -8,6 +8,7 @@
 #include "config/config.hpp"
 #include "config/config_loader.hpp"
 #include "config/model_registration.hpp"
+#include "config/token.hpp"
 #include "store/daemon_lock.hpp"
 #include "store/job_store.hpp"
 
@@ -54,6 +55,7 @@ struct Request {
   std::string validate = "archive";
   std::optional<std::string> register_base_model;
   std::optional<std::string> model_name;
+  std::optional<std::string> token_file;
 };
 
 // Usage mistakes found after CLI11's own checks: said plainly, exit 2.
@@ -322,7 +324,29 @@ std::optional<config::RegisterConfig> registration_of(const Request& request) {
   return registration;
 }
 
+// `add --token-file F`: the daemon reads F for these jobs' token, as it reads a watch's token_file.
+// Checked here as the daemon will read it (never printed); recorded by its absolute path.
+Result<std::optional<std::string>> token_file_for_jobs(const Request& request) {
+  if (!request.token_file) return Result<std::optional<std::string>>(boost::system::in_place_value, std::nullopt);
+  std::error_code ec;
+  const auto path = std::filesystem::absolute(*request.token_file, ec).lexically_normal();
+  if (ec) return errno_error("--token-file " + *request.token_file, ec.value());
+  const auto read = config::read_token_file(path);
+  if (!read.token) return make_error("--token-file " + path.string() + ": cannot use it: " + read.error);
+  for (const auto& warning : read.warnings) std::cerr << "modeldrop: warning: " << printable(warning) << "\n";
+  if (const auto root = hidden_from_service(path)) {
+    std::cerr << "modeldrop: warning: the token file " << printable(path.string()) << " is under " << *root
+              << ", which the packaged modeldropd service cannot see; its jobs would wait for a token it can read\n";
+  }
+  return Result<std::optional<std::string>>(boost::system::in_place_value, path.string());
+}
+
 int add_command(JobStore& store, const Request& request) {
+  const auto token_file = token_file_for_jobs(request);
+  if (!token_file) {
+    print_error(printable(token_file.error().message));
+    return exit_code::kRuntimeError;
+  }
   int rc = exit_code::kSuccess;
   const auto registration = registration_of(request);
   for (const auto& given : request.paths) {
@@ -343,8 +367,10 @@ int add_command(JobStore& store, const Request& request) {
       continue;
     }
     job->sidecar_path = model.sidecar;
-    if (model.model)
+    if (model.model) {
       job->model = store::ModelRequest{model.model->name, model.model->base_model, model.model->description};
+    }
+    job->token_file = *token_file;
     const auto shown = printable(job->path.string());
     if (const auto root = hidden_from_service(job->path)) {
       std::cerr << "modeldrop: warning: " << shown << " is under " << *root
@@ -508,6 +534,12 @@ Commands define_commands(CLI::App& cli, Request& request) {
       ->type_name("NAME")
       ->needs(base_model)
       ->check(quiet_check([](std::string& value) { return config::model_name_template_problem(value).value_or(""); }));
+  c.add
+      ->add_option("--token-file", request.token_file,
+                   "the API token for these files: a file the daemon reads, as a watch's token_file (default: the "
+                   "global token)")
+      ->type_name("FILE")
+      ->check(quiet_check([](std::string& value) { return value.empty() ? std::string("must not be empty") : ""; }));
   c.pause = cli.add_subcommand("pause", "hold all new uploads, across daemon restarts, until resume");
   c.resume = cli.add_subcommand("resume", "release the uploads held by pause");
   for (CLI::App* command : {c.status, c.jobs, c.show, c.retry, c.cancel, c.add, c.pause, c.resume}) {

@@ -239,6 +239,7 @@ std::string render_job(const store::JobWithAttempts& entry, const View& view) {
   field("current path", path_or_dash(job.current_path));
   field("watch dir", job.watch_dir ? printable(job.watch_dir->string()) : "- (added by modeldrop add)");
   field("project", job.project_id ? printable(*job.project_id) : "- (api.project_id, if any)");
+  field("token file", job.token_file ? printable(*job.token_file) : "- (the global token)");
   field("size", fmt::format("{} ({} bytes)", format_bytes(job.size_bytes), job.size_bytes));
   field("sha256", text_or_dash(job.sha256));
   field("attempts", attempts_summary(entry, view.daemon_running));

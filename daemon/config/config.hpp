@@ -77,6 +77,10 @@ struct WatchConfig {
   // A name suffix such as ".ready": x.zip is queued once x.zip.ready exists, without a settle wait.
   std::optional<std::string> ready_marker;
   PollSetting poll;
+  // This watch's API token file, as jobs.token_file records it: an absolute path, or
+  // "${CREDENTIALS_DIRECTORY}/name" (a systemd LoadCredential=, resolved where the daemon runs).
+  // None: the global token lookup.
+  std::optional<std::string> token_file;
   preflight::ArchiveValidation validate = preflight::ArchiveValidation::archive;
   std::optional<RegisterConfig> registration;  // `register`; none: no model is registered
 

@@ -2,6 +2,7 @@
 
 #include "common/text.hpp"
 #include "config/model_registration.hpp"
+#include "config/token.hpp"
 
 #include <arpa/inet.h>
 #include <yaml-cpp/yaml.h>
@@ -26,9 +27,9 @@ constexpr std::array<std::string_view, 7> kApiKeys{"base_url", "token_file",    
                                                    "proxy",    "connect_timeout", "idle_timeout"};
 constexpr std::array<std::string_view, 3> kUploadKeys{"sessions", "max_bytes_per_second", "dedupe"};
 constexpr std::array<std::string_view, 4> kRetryKeys{"initial_backoff", "max_backoff", "max_attempts", "give_up_after"};
-constexpr std::array<std::string_view, 13> kWatchKeys{
+constexpr std::array<std::string_view, 14> kWatchKeys{
     "path",     "project_id", "patterns",     "recursive", "settle",   "on_success", "on_failure",
-    "done_dir", "failed_dir", "ready_marker", "poll",      "validate", "register"};
+    "done_dir", "failed_dir", "ready_marker", "poll",      "validate", "register",   "token_file"};
 constexpr std::array<std::string_view, 3> kRegisterKeys{"base_model", "name", "description"};
 constexpr std::array<std::string_view, 2> kLogKeys{"level", "format"};
 constexpr std::array<std::string_view, 1> kMetricsKeys{"listen"};
@@ -211,7 +212,12 @@ class ConfigReader {
   std::optional<fs::path> read_path(const YAML::Node& node, const std::string& path, bool nullable) {
     auto text = read_string(node, path, nullable);
     if (!text) return std::nullopt;
-    fs::path p(*text);
+    return config_path(*text);
+  }
+
+  // A path as the config means it: relative ones from the file's directory, normalised.
+  fs::path config_path(const std::string& text) const {
+    fs::path p(text);
     if (p.is_relative()) p = base_dir_ / p;
     p = p.lexically_normal();
     if (p.has_relative_path() && !p.has_filename()) p = p.parent_path();  // no trailing slash
@@ -338,7 +344,16 @@ class ConfigReader {
     if (!section(node, "api")) return;
     check_keys(node, "api", kApiKeys);
     read_base_url(node["base_url"], api);
-    api.token_file = read_path(node["token_file"], "api.token_file", true);
+    if (const YAML::Node file = node["token_file"];
+        file.IsDefined() && file.IsScalar() && file.Scalar().find("${") != std::string::npos) {
+      // The global lookup reads $CREDENTIALS_DIRECTORY/api-token by itself; a variable here would
+      // otherwise be taken literally and fail later with a puzzling path.
+      report(node["token_file"], "api.token_file",
+             "variables are not expanded here (the lookup already reads $CREDENTIALS_DIRECTORY/api-token), got " +
+                 describe(node["token_file"]));
+    } else {
+      api.token_file = read_path(node["token_file"], "api.token_file", true);
+    }
     api.project_id = read_string(node["project_id"], "api.project_id", true);
     api.ca_file = read_path(node["ca_file"], "api.ca_file", true);
     read_proxy(node["proxy"], api);
@@ -538,43 +553,66 @@ class ConfigReader {
     if (!base_model) return;
     registration.base_model = *base_model;
     watch.registration = std::move(registration);
-  }
+    // A watch's token_file: a path (relative ones from the config's directory), or a name below
+    // systemd's credentials directory, "${CREDENTIALS_DIRECTORY}/name", the one variable expanded
+    // (when the daemon reads it, so --check-config outside the service still passes).
+    std::optional<std::string> read_token_file_name(const YAML::Node& node, const std::string& path) {
+      if (!node.IsDefined() || node.IsNull()) return std::nullopt;
+      auto text = read_string(node, path, true);
+      if (!text) return std::nullopt;
+      if (text->find("${") == std::string::npos) return config_path(*text).string();
+      const std::string_view prefix = kCredentialsDirectoryPrefix;
+      const fs::path name =
+          text->starts_with(prefix) ? fs::path(text->substr(prefix.size())).lexically_normal() : fs::path();
+      const std::string first = name.empty() ? std::string() : name.begin()->string();
+      if (name.empty() || name.is_absolute() || first == ".." || first == "." || !name.has_filename() ||
+          name.string().find("${") != std::string::npos) {
+        report(node, path,
+               "only ${CREDENTIALS_DIRECTORY} is expanded, at the start and followed by a file name "
+               "(\"${CREDENTIALS_DIRECTORY}/api-token-teamb\"), got " +
+                   describe(node));
+        return std::nullopt;
+      }
+      return std::string(prefix) + name.string();
+    }
 
-  // The per-watch keys for running on shared and networked storage.
-  void read_operations_keys(const YAML::Node& entry, const std::string& path, WatchConfig& watch) {
-    if (auto marker = read_string(entry["ready_marker"], path + ".ready_marker", true)) {
-      if (marker->empty() || marker->find('/') != std::string::npos || *marker == "." || *marker == "..") {
-        report(entry["ready_marker"], path + ".ready_marker",
-               "must be a file name suffix such as .ready, got " + describe(entry["ready_marker"]));
-      } else {
-        watch.ready_marker = *marker;
+    // The per-watch keys for running on shared and networked storage.
+    void read_operations_keys(const YAML::Node& entry, const std::string& path, WatchConfig& watch) {
+      watch.token_file = read_token_file_name(entry["token_file"], path + ".token_file");
+      if (auto marker = read_string(entry["ready_marker"], path + ".ready_marker", true)) {
+        if (marker->empty() || marker->find('/') != std::string::npos || *marker == "." || *marker == "..") {
+          report(entry["ready_marker"], path + ".ready_marker",
+                 "must be a file name suffix such as .ready, got " + describe(entry["ready_marker"]));
+        } else {
+          watch.ready_marker = *marker;
+        }
+      }
+      if (const YAML::Node poll = entry["poll"]; poll.IsDefined()) {
+        const auto text = poll.IsScalar() && !poll.IsNull() ? std::optional<std::string>(poll.Scalar()) : std::nullopt;
+        if (text == "auto") {
+          watch.poll = {};
+        } else if (text == "off") {
+          watch.poll.kind = PollSetting::Kind::off;
+        } else if (auto interval = parse_duration(text.value_or("")); !text || !interval) {
+          report(poll, path + ".poll", "must be auto, off or a duration such as 30s, got " + describe(poll));
+        } else if (*interval < std::chrono::milliseconds(100)) {
+          report(poll, path + ".poll", "must be at least 100ms, got " + *text);
+        } else {
+          watch.poll = {PollSetting::Kind::every, *interval};
+        }
       }
     }
-    if (const YAML::Node poll = entry["poll"]; poll.IsDefined()) {
-      const auto text = poll.IsScalar() && !poll.IsNull() ? std::optional<std::string>(poll.Scalar()) : std::nullopt;
-      if (text == "auto") {
-        watch.poll = {};
-      } else if (text == "off") {
-        watch.poll.kind = PollSetting::Kind::off;
-      } else if (auto interval = parse_duration(text.value_or("")); !text || !interval) {
-        report(poll, path + ".poll", "must be auto, off or a duration such as 30s, got " + describe(poll));
-      } else if (*interval < std::chrono::milliseconds(100)) {
-        report(poll, path + ".poll", "must be at least 100ms, got " + *text);
-      } else {
-        watch.poll = {PollSetting::Kind::every, *interval};
-      }
-    }
-  }
 
-  std::string display_name_;
-  fs::path base_dir_;
-  std::vector<std::string> problems_;
-  int last_line_ = 1;
-};
+    std::string display_name_;
+    fs::path base_dir_;
+    std::vector<std::string> problems_;
+    int last_line_ = 1;
+  };
 
 }  // namespace
 
-LoadResult parse_config(std::string_view yaml, const std::string& display_name, const fs::path& base_dir) {
+LoadResult
+parse_config(std::string_view yaml, const std::string& display_name, const fs::path& base_dir) {
   return ConfigReader(display_name, base_dir).read(yaml);
 }
 

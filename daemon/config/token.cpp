@@ -68,20 +68,47 @@ TokenEnvironment TokenEnvironment::from_process() {
   return env;
 }
 
+TokenFileRead read_token_file(const fs::path& path) {
+  TokenFileRead result;
+  auto read = read_small_file(path);
+  if (!read.content) {
+    result.error = read.error;
+    return result;
+  }
+  const auto token = trim(*read.content);
+  if (token.empty()) {
+    result.error = "empty";
+    return result;
+  }
+  result.token = std::string(token);
+  if ((read.mode & (S_IRGRP | S_IROTH)) != 0) {
+    result.warnings.push_back("token file " + path.string() +
+                              " is readable by group or others; chmod 600 it (or 640 for a service group)");
+  }
+  return result;
+}
+
+Result<fs::path> resolve_token_file(std::string_view token_file, const TokenEnvironment& env) {
+  if (!token_file.starts_with(kCredentialsDirectoryPrefix)) {
+    return Result<fs::path>(boost::system::in_place_value, token_file);
+  }
+  if (!env.credentials_directory) {
+    return make_error(std::string(token_file) +
+                      ": $CREDENTIALS_DIRECTORY is not set (systemd sets it for a unit with LoadCredential=)");
+  }
+  return Result<fs::path>(boost::system::in_place_value,
+                          *env.credentials_directory / token_file.substr(kCredentialsDirectoryPrefix.size()));
+}
+
 TokenLookup find_token(const ApiConfig& api, const TokenEnvironment& env) {
   TokenLookup lookup;
   const auto from_file = [&](const fs::path& path, const std::string& source) {
-    auto read = read_small_file(path);
-    if (!read.content) return read.error;
-    const auto token = trim(*read.content);
-    if (token.empty()) return std::string("empty");
-    lookup.token = std::string(token);
+    auto read = read_token_file(path);
+    if (!read.token) return read.error;
+    lookup.token = std::move(read.token);
     lookup.source = source;
     lookup.file = path;
-    if ((read.mode & (S_IRGRP | S_IROTH)) != 0) {
-      lookup.warnings.push_back("token file " + path.string() +
-                                " is readable by group or others; chmod 600 it (or 640 for a service group)");
-    }
+    lookup.warnings = std::move(read.warnings);
     return std::string();
   };
 

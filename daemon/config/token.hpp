@@ -1,5 +1,6 @@
 #pragma once
 
+#include "common/error.hpp"
 #include "config/config.hpp"
 
 #include <filesystem>
@@ -28,5 +29,24 @@ struct TokenLookup {
 };
 
 TokenLookup find_token(const ApiConfig& api, const TokenEnvironment& env);
+
+// One token file, read as every token file is (the global one and each watch's): surrounding
+// whitespace trimmed, at most 64 KiB, a warning when its group or others may read it. `error`
+// says why it cannot be used (missing, unreadable, empty); no message ever holds the token.
+struct TokenFileRead {
+  std::optional<std::string> token;
+  std::vector<std::string> warnings;
+  std::string error;  // empty when `token` is set
+};
+
+TokenFileRead read_token_file(const std::filesystem::path& path);
+
+// How a token_file (watch[].token_file, jobs.token_file) names a file below systemd's credentials
+// directory: "${CREDENTIALS_DIRECTORY}/api-token-teamb". The only variable a token_file expands.
+inline constexpr std::string_view kCredentialsDirectoryPrefix = "${CREDENTIALS_DIRECTORY}/";
+
+// The file a token_file names on this machine: the path itself, or the name below
+// $CREDENTIALS_DIRECTORY, which must then be set.
+Result<std::filesystem::path> resolve_token_file(std::string_view token_file, const TokenEnvironment& env);
 
 }  // namespace modeldrop::config

@@ -13,24 +13,20 @@ namespace {
 // One statement: finding and taking the job cannot be split by another writer. The subquery
 // walks index jobs_state (state, id, next_attempt_at) oldest first and stops at the first due job.
 // With dedupe, a job may only be claimed once its content hash is known (docs/http.md).
-const std::string& claim_next_sql(bool require_sha256) {
-  static const auto build = [](std::string_view hashed) {
-    return returning_job(
-        "UPDATE jobs SET state = 'uploading', updated_at = ?1, bytes_sent = 0, progress_at_ms = NULL, "
-        "upload_rate_bytes_per_s = NULL "
-        "WHERE id = (SELECT id FROM jobs WHERE state = 'pending' AND (next_attempt_at IS NULL OR next_attempt_at <= "
-        "?1)" +
-        std::string(hashed) + " ORDER BY id LIMIT 1) AND NOT EXISTS (SELECT 1 FROM settings WHERE key = 'paused')");
-  };
-  static const std::string any = build("");
-  static const std::string hashed = build(" AND sha256 IS NOT NULL");
-  return require_sha256 ? hashed : any;
+std::string claim_next_sql(bool require_sha256, std::size_t held = 0) {
+  return returning_job(
+      "UPDATE jobs SET state = 'uploading', updated_at = ?1, bytes_sent = 0, progress_at_ms = NULL, "
+      "upload_rate_bytes_per_s = NULL "
+      "WHERE id = (SELECT id FROM jobs WHERE state = 'pending' AND (next_attempt_at IS NULL OR next_attempt_at <= "
+      "?1)" +
+      std::string(require_sha256 ? " AND sha256 IS NOT NULL" : "") + skip_held("", held) +
+      " ORDER BY id LIMIT 1) AND NOT EXISTS (SELECT 1 FROM settings WHERE key = 'paused')");
 }
 
 }  // namespace
 
-Result<std::optional<Job>> JobStore::claim_next(WallTime now, bool require_sha256) {
-  return claim_one(db_, claim_next_sql(require_sha256), now);
+Result<std::optional<Job>> JobStore::claim_next(WallTime now, bool require_sha256, HeldTokens held) {
+  return claim_one(db_, claim_next_sql(require_sha256, held.size()), now, held);
 }
 
 Result<std::vector<std::string>> JobStore::explain_claim_next() {

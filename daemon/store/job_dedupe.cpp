@@ -17,15 +17,18 @@ bool is_sha256_hex(std::string_view text) {
 }
 
 // Whether pending job `j` may be claimed under dedupe. Without a hash: only when no other job
-// of its project and size is pending, uploading or succeeded (nothing it could duplicate; its
-// hash is then computed beside the send). With one: only when no job of its project has the
-// same content and is succeeded (it completes from that one instead), uploading, pending with
-// a lower id (it waits for that one), and no job of that size uploads with its hash unknown yet.
+// of its project, token and size is pending, uploading or succeeded (nothing it could duplicate;
+// its hash is then computed beside the send). With one: only when no job of its project and
+// token has the same content and is succeeded (it completes from that one instead), uploading,
+// pending with a lower id (it waits for that one), and no job of that size uploads with its hash
+// unknown yet. Jobs of another token never hold it back (that token may be on hold).
 constexpr std::string_view kClaimableUnderDedupe =
     "(j.sha256 IS NULL AND NOT EXISTS (SELECT 1 FROM jobs o WHERE o.size_bytes = j.size_bytes "
-    "AND o.state IN ('pending', 'uploading', 'succeeded') AND o.id <> j.id AND o.project_id IS j.project_id)) "
+    "AND o.state IN ('pending', 'uploading', 'succeeded') AND o.id <> j.id AND o.project_id IS j.project_id "
+    "AND o.token_file IS j.token_file)) "
     "OR (j.sha256 IS NOT NULL AND NOT EXISTS (SELECT 1 FROM jobs o WHERE o.size_bytes = j.size_bytes "
     "AND o.state IN ('pending', 'uploading', 'succeeded') AND o.id <> j.id AND o.project_id IS j.project_id "
+    "AND o.token_file IS j.token_file "
     "AND ((o.sha256 = j.sha256 AND (o.state <> 'pending' OR o.id < j.id)) "
     "OR (o.sha256 IS NULL AND o.state = 'uploading'))))";
 
@@ -56,11 +59,12 @@ Result<bool> JobStore::set_sha256(JobId job_id, std::string_view sha256_hex, con
 }
 
 Result<std::optional<Job>> JobStore::find_succeeded_by_sha256(std::string_view sha256_hex,
-                                                              const std::optional<std::string>& project_id) {
+                                                              const std::optional<std::string>& project_id,
+                                                              const std::optional<std::string>& token_file) {
   // IS: a job without a project matches only another job without one (docs/http.md).
-  static const std::string sql =
-      select_jobs("WHERE sha256 = ?1 AND project_id IS ?2 AND state = 'succeeded' ORDER BY id LIMIT 1");
-  return db_.query_one(sql, read_job, sha256_hex, project_id);
+  static const std::string sql = select_jobs(
+      "WHERE sha256 = ?1 AND project_id IS ?2 AND token_file IS ?3 AND state = 'succeeded' ORDER BY id LIMIT 1");
+  return db_.query_one(sql, read_job, sha256_hex, project_id, token_file);
 }
 
 Result<Job> JobStore::complete_as_duplicate(JobId job_id, JobId of_job_id, WallTime now) {
@@ -77,9 +81,10 @@ Result<Job> JobStore::complete_as_duplicate(JobId job_id, JobId of_job_id, WallT
   if (original->state != JobState::succeeded) {
     return illegal(*original, "only a succeeded job's upload can be reused");
   }
-  if (!job->sha256 || job->sha256 != original->sha256 || job->project_id != original->project_id) {
+  if (!job->sha256 || job->sha256 != original->sha256 || job->project_id != original->project_id ||
+      job->token_file != original->token_file) {
     return invalid("job " + std::to_string(job_id) + " is not a duplicate of job " + std::to_string(of_job_id) +
-                   " (the sha256 or the project differs)");
+                   " (the sha256, the project or the token differs)");
   }
   const auto reason = "the same content was uploaded by job " + std::to_string(of_job_id);
   if (auto aborted = abort_open_attempt(job_id, reason, now); !aborted) return aborted.error();
@@ -95,39 +100,39 @@ Result<Job> JobStore::complete_as_duplicate(JobId job_id, JobId of_job_id, WallT
   return std::move(**after);
 }
 
-Result<std::optional<Job>> JobStore::claim_next_unique(WallTime now) {
-  static const std::string sql = returning_job(
+Result<std::optional<Job>> JobStore::claim_next_unique(WallTime now, HeldTokens held) {
+  const std::string sql = returning_job(
       "UPDATE jobs SET state = 'uploading', updated_at = ?1, bytes_sent = 0, progress_at_ms = NULL, "
       "upload_rate_bytes_per_s = NULL "
       "WHERE id = (SELECT j.id FROM jobs j WHERE j.state = 'pending' AND (j.next_attempt_at IS NULL OR "
       "j.next_attempt_at <= ?1) AND (" +
-      std::string(kClaimableUnderDedupe) +
-      ") ORDER BY j.id LIMIT 1) AND NOT EXISTS (SELECT 1 FROM settings WHERE key = 'paused')");
-  return claim_one(db_, sql, now);
+      std::string(kClaimableUnderDedupe) + ")" + skip_held("j.", held.size()) +
+      " ORDER BY j.id LIMIT 1) AND NOT EXISTS (SELECT 1 FROM settings WHERE key = 'paused')");
+  return claim_one(db_, sql, now, held);
 }
 
-Result<std::optional<WallTime>> JobStore::next_due_at_unique(WallTime now) {
-  static const std::string sql =
-      "SELECT EXISTS (SELECT 1 FROM jobs j WHERE j.state = 'pending' AND j.next_attempt_at IS NULL AND (" +
-      std::string(kClaimableUnderDedupe) +
-      ")), (SELECT min(j.next_attempt_at) FROM jobs j WHERE j.state = 'pending' AND (" +
-      std::string(kClaimableUnderDedupe) + "))";
-  return next_due_from(db_, sql, now);
+Result<std::optional<WallTime>> JobStore::next_due_at_unique(WallTime now, HeldTokens held) {
+  const std::string pending = "FROM jobs j WHERE j.state = 'pending' AND (" + std::string(kClaimableUnderDedupe) + ")" +
+                              skip_held("j.", held.size());
+  return next_due_from(db_,
+                       "SELECT EXISTS (SELECT 1 " + pending + " AND j.next_attempt_at IS NULL), " +
+                           "(SELECT min(j.next_attempt_at) " + pending + ")",
+                       now, held);
 }
 
 Result<std::vector<Job>> JobStore::pending_to_hash_first(std::size_t limit) {
   static const std::string sql = select_jobs(
       "j WHERE j.state = 'pending' AND j.sha256 IS NULL AND EXISTS (SELECT 1 FROM jobs o WHERE o.size_bytes = "
       "j.size_bytes AND o.state IN ('pending', 'uploading', 'succeeded') AND o.id <> j.id AND o.project_id IS "
-      "j.project_id) ORDER BY j.id LIMIT ?1");
+      "j.project_id AND o.token_file IS j.token_file) ORDER BY j.id LIMIT ?1");
   return db_.query_all(sql, read_job, limit);
 }
 
 Result<std::vector<Job>> JobStore::pending_duplicates_of(JobId succeeded) {
   static const std::string sql = select_jobs(
       "j WHERE j.state = 'pending' AND j.id <> ?1 AND EXISTS (SELECT 1 FROM jobs o WHERE o.id = ?1 AND "
-      "o.state = 'succeeded' AND o.sha256 = j.sha256 AND o.project_id IS j.project_id AND o.size_bytes = "
-      "j.size_bytes) ORDER BY j.id");
+      "o.state = 'succeeded' AND o.sha256 = j.sha256 AND o.project_id IS j.project_id AND o.token_file IS "
+      "j.token_file AND o.size_bytes = j.size_bytes) ORDER BY j.id");
   return db_.query_all(sql, read_job, succeeded);
 }
 

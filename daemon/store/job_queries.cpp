@@ -161,14 +161,36 @@ Result<std::vector<StateSummary>> JobStore::summary() {
   return summary;
 }
 
-Result<std::optional<WallTime>> JobStore::next_due_at(WallTime now, bool require_sha256) {
-  static const std::string any =
-      "SELECT EXISTS (SELECT 1 FROM jobs WHERE state = 'pending' AND next_attempt_at IS NULL), "
-      "(SELECT min(next_attempt_at) FROM jobs WHERE state = 'pending')";
-  static const std::string hashed =
-      "SELECT EXISTS (SELECT 1 FROM jobs WHERE state = 'pending' AND next_attempt_at IS NULL AND sha256 IS NOT NULL), "
-      "(SELECT min(next_attempt_at) FROM jobs WHERE state = 'pending' AND sha256 IS NOT NULL)";
-  return next_due_from(db_, require_sha256 ? hashed : any, now);
+Result<std::optional<WallTime>> JobStore::next_due_at(WallTime now, bool require_sha256, HeldTokens held) {
+  const std::string pending = "FROM jobs WHERE state = 'pending'" +
+                              std::string(require_sha256 ? " AND sha256 IS NOT NULL" : "") + skip_held("", held.size());
+  return next_due_from(db_,
+                       "SELECT EXISTS (SELECT 1 " + pending + " AND next_attempt_at IS NULL), " +
+                           "(SELECT min(next_attempt_at) " + pending + ")",
+                       now, held);
+}
+
+Result<std::vector<std::optional<std::string>>> JobStore::tokens_in_use(HeldTokens held) {
+  std::vector<std::optional<std::string>> in_use;
+  for (const auto& token : held) {
+    auto used = db_.query_one(
+        "SELECT EXISTS (SELECT 1 FROM jobs WHERE state IN ('pending', 'uploading') AND token_file IS ?1)",
+        [](const Statement& row) { return row.int64(0) != 0; }, token);
+    if (!used) return used.error();
+    if (*used && **used) in_use.push_back(token);
+  }
+  return in_use;
+}
+
+Result<std::int64_t> JobStore::set_watch_token_file(const std::filesystem::path& watch_dir,
+                                                    const std::optional<std::string>& token_file, WallTime now) {
+  if (auto done = db_.exec("UPDATE jobs SET token_file = ?2, updated_at = ?3 WHERE watch_dir = ?1 AND "
+                           "state <> 'succeeded' AND token_file IS NOT ?2",
+                           watch_dir.string(), token_file, timestamp(now));
+      !done) {
+    return done.error();
+  }
+  return db_.changes();
 }
 
 Result<std::vector<Job>> JobStore::pending_without_sha256(std::size_t limit) {

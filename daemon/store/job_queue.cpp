@@ -83,18 +83,20 @@ Result<EnqueueResult> JobStore::enqueue(const NewJob& job, WallTime now) {
     result = {inserted->value_or(0), EnqueueEffect::inserted, JobState::pending};
   }
   if (!written) return written.error();
-  // What the queued (or re-queued) file gets: the archive check and the model to register, as
-  // the watch (and the sidecar) said when it was queued.
+  // What the queued (or re-queued) file gets: the archive check, the token file and the model
+  // to register, as the watch (and the sidecar, or `modeldrop add`) said when it was queued.
   const auto& model = job.model;
-  if (auto recorded = db_.exec("UPDATE jobs SET validate = ?2, model_name = CASE WHEN ?7 THEN model_name ELSE ?3 END, "
-                               "model_base_model = CASE WHEN ?7 THEN model_base_model ELSE ?4 END, "
-                               "model_description = CASE WHEN ?7 THEN model_description ELSE ?5 END, "
-                               "sidecar_path = CASE WHEN ?7 THEN sidecar_path ELSE ?6 END WHERE id = ?1",
-                               result.job, preflight::to_string(job.validate),
-                               model ? std::optional<std::string>(model->name) : std::nullopt,
-                               model ? std::optional<std::string>(model->base_model) : std::nullopt,
-                               model ? model->description : std::nullopt, job.sidecar_path,
-                               job.keep_registration && result.effect == EnqueueEffect::updated ? 1 : 0);
+  if (auto recorded =
+          db_.exec("UPDATE jobs SET validate = ?2, model_name = CASE WHEN ?7 THEN model_name ELSE ?3 END, "
+                   "model_base_model = CASE WHEN ?7 THEN model_base_model ELSE ?4 END, "
+                   "model_description = CASE WHEN ?7 THEN model_description ELSE ?5 END, "
+                   "sidecar_path = CASE WHEN ?7 THEN sidecar_path ELSE ?6 END, token_file = ?8 "
+                   "WHERE id = ?1",
+                   result.job, preflight::to_string(job.validate),
+                   model ? std::optional<std::string>(model->name) : std::nullopt,
+                   model ? std::optional<std::string>(model->base_model) : std::nullopt,
+                   model ? model->description : std::nullopt, job.sidecar_path,
+                   job.keep_registration && result.effect == EnqueueEffect::updated ? 1 : 0, job.token_file);
       !recorded) {
     return recorded.error();
   }

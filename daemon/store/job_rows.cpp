@@ -73,6 +73,7 @@ constexpr std::array kJobColumns{
                                  .value_or(preflight::ArchiveValidation::archive);
               }},
     JobColumn{"sidecar_path", [](R r, int c, Job& j) { j.sidecar_path = read_optional_path(r, c); }},
+    JobColumn{"token_file", [](R r, int c, Job& j) { j.token_file = r.optional_text(c); }},
     // A job registers a model when model_name is set; the two columns after it belong to it.
     JobColumn{"model_name",
               [](R r, int c, Job& j) {
@@ -204,11 +205,34 @@ bool is_final(JobState state) {
   return state == JobState::succeeded || state == JobState::failed || state == JobState::cancelled;
 }
 
-Result<std::optional<Job>> claim_one(Connection& db, const std::string& sql, WallTime now) {
+std::string skip_held(std::string_view alias, std::size_t held) {
+  std::string clause;
+  for (std::size_t i = 0; i < held; ++i) {
+    clause += " AND " + std::string(alias) + "token_file IS NOT ?" + std::to_string(i + 2);
+  }
+  return clause;
+}
+
+void bind_held(Statement& statement, HeldTokens held) {
+  for (std::size_t i = 0; i < held.size(); ++i) statement.bind(static_cast<int>(i + 2), held[i]);
+}
+
+Result<std::optional<Job>> claim_one(Connection& db, const std::string& sql, WallTime now, HeldTokens held) {
   auto write = AtomicWrite::begin(db, AtomicWrite::Size::one_statement);
   if (!write) return write.error();
-  auto claimed = db.query_one(sql, read_job, timestamp(now));
-  if (!claimed) return claimed.error();
+  std::optional<Job> claimed;
+  {
+    auto statement = db.prepare(sql);
+    if (!statement) return statement.error();
+    StatementReset reset(**statement);
+    (*statement)->bind(1, timestamp(now));
+    bind_held(**statement, held);
+    auto row = (*statement)->step();
+    if (!row) return row.error();
+    if (*row) claimed = read_job(**statement);
+    // Run the statement to its end so that the RETURNING write is complete before the commit.
+    if (auto rest = (*statement)->run(); !rest) return rest.error();
+  }
   if (auto committed = write->commit(); !committed) return committed.error();
   return claimed;
 }
@@ -220,16 +244,16 @@ Result<void> start_registration(Connection& db, JobId job, WallTime now) {
       job, timestamp(now));
 }
 
-Result<std::optional<WallTime>> next_due_from(Connection& db, const std::string& sql, WallTime now) {
-  struct Due {
-    bool now;
-    std::optional<WallTime> earliest;
-  };
-  auto due = db.query_one(sql, [](const Statement& row) { return Due{row.int64(0) != 0, read_optional_time(row, 1)}; });
-  if (!due) return due.error();
-  if (!*due) return std::optional<WallTime>{};
-  if ((*due)->now) return std::optional<WallTime>(now);
-  return (*due)->earliest;
+Result<std::optional<WallTime>> next_due_from(Connection& db, const std::string& sql, WallTime now, HeldTokens held) {
+  auto statement = db.prepare(sql);
+  if (!statement) return statement.error();
+  StatementReset reset(**statement);
+  bind_held(**statement, held);
+  auto row = (*statement)->step();
+  if (!row) return row.error();
+  if (!*row) return std::optional<WallTime>{};
+  if ((*statement)->int64(0) != 0) return std::optional<WallTime>(now);
+  return read_optional_time(**statement, 1);
 }
 
 }  // namespace modeldrop::store

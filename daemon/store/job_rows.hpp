@@ -44,12 +44,20 @@ Error invalid(std::string message);
 
 bool is_final(JobState state);
 
-// Runs one claim statement (?1 = now, RETURNING the job) in its own write; the job it took.
-Result<std::optional<Job>> claim_one(Connection& db, const std::string& sql, WallTime now);
+// " AND <alias>token_file IS NOT ?2 AND ...": the jobs of a held token wait (IS NOT, so a held
+// global token, NULL, skips the jobs without a token_file). Bound by bind_held from ?2 on.
+std::string skip_held(std::string_view alias, std::size_t held);
+void bind_held(Statement& statement, HeldTokens held);
+
+// Runs one claim statement (?1 = now, then the held tokens; RETURNING the job) in its own
+// write; the job it took.
+Result<std::optional<Job>> claim_one(Connection& db, const std::string& sql, WallTime now, HeldTokens held = {});
 // A job that registers a model and has just succeeded: its registration starts, due now.
 Result<void> start_registration(Connection& db, JobId job, WallTime now);
 // When the next pending job is due, from "SELECT <one is due now>, <earliest next_attempt_at>":
 // `now` for one due now, none when nothing is pending.
-Result<std::optional<WallTime>> next_due_from(Connection& db, const std::string& sql, WallTime now);
+// The held tokens are bound from ?2 on (see skip_held).
+Result<std::optional<WallTime>> next_due_from(Connection& db, const std::string& sql, WallTime now,
+                                              HeldTokens held = {});
 
 }  // namespace modeldrop::store

@@ -98,6 +98,9 @@ struct Job {
   std::optional<WallTime> model_checked_at;        // the API's last answer about the model
   std::optional<WallTime> model_started_at;        // registration began; polling gives up 24 h later
   std::optional<WallTime> model_next_check_at;     // while in progress: the next look (none: now)
+  // The token file its requests use (its watch's token_file, or `modeldrop add --token-file`);
+  // none: the global token. A name, never the token itself.
+  std::optional<std::string> token_file;
 };
 
 // One row of `attempts`.
@@ -130,6 +133,7 @@ struct NewJob {
   // An existing job keeps the model (and sidecar) it was queued with: the sidecar read now is
   // broken, and the job cannot be failed for it (its upload is running).
   bool keep_registration = false;
+  std::optional<std::string> token_file;  // the watch's, or `add --token-file`; none: the global token
 };
 
 enum class EnqueueEffect {
@@ -190,6 +194,11 @@ struct Reconciliation {
   std::optional<Job> job;  // after adoption: succeeded with the adopted file
   std::string reason;      // why a file was adopted, or why the upload is sent again
 };
+
+// The token files whose jobs wait for now (an auth or rate-limit hold on that token, or a token
+// file that cannot be read): claims and next_due_at skip their jobs. None stands for the global
+// token (jobs.token_file NULL).
+using HeldTokens = std::span<const std::optional<std::string>>;
 
 struct RecoveryReport {
   std::int64_t jobs_requeued = 0;     // uploading -> pending
@@ -307,7 +316,8 @@ class JobStore {
   // Atomically takes the oldest due pending job (next_attempt_at none or <= now) and makes
   // it `uploading`; none when nothing is due or uploads are paused.
   // With `require_sha256` (upload.dedupe), only jobs whose content hash is known.
-  Result<std::optional<Job>> claim_next(WallTime now, bool require_sha256 = false);
+  // Jobs of a `held` token are skipped.
+  Result<std::optional<Job>> claim_next(WallTime now, bool require_sha256 = false, HeldTokens held = {});
   // Opens the next attempt of an uploading job; returns its number.
   Result<int> begin_attempt(JobId job, WallTime now);
   // Bytes of the file sent so far in the current attempt; cheap enough for once a second.
@@ -348,17 +358,21 @@ class JobStore {
   // -- Dedupe (docs/http.md).
   // Records the content hash of `hashed_file`; ignored (false) if the job's file has changed since.
   Result<bool> set_sha256(JobId job, std::string_view sha256_hex, const FileIdentity& hashed_file, WallTime now);
-  // A succeeded job with this content for this project (none equals none).
+  // A succeeded job with this content for this project (none equals none), sent with the same
+  // token_file (none: the global token): another team's key may be another account, whose file
+  // id would be wrong here, so dedupe never crosses tokens.
   Result<std::optional<Job>> find_succeeded_by_sha256(std::string_view sha256_hex,
-                                                      const std::optional<std::string>& project_id);
+                                                      const std::optional<std::string>& project_id,
+                                                      const std::optional<std::string>& token_file = std::nullopt);
   // `job` succeeds at once with `of_job`'s file id and status; no attempt is recorded.
   Result<Job> complete_as_duplicate(JobId job, JobId of_job, WallTime now);
 
-  // -- Dedupe between jobs in flight: a job never uploads what another job of its project is
-  // uploading or waiting to upload (the lower id goes first), and waits while that is unknown.
+  // -- Dedupe between jobs in flight: a job never uploads what another job of its project (and
+  // token) is uploading or waiting to upload (the lower id goes first), and waits while that is
+  // unknown.
   // claim_next(now, true) and next_due_at(now, true) under these rules.
-  Result<std::optional<Job>> claim_next_unique(WallTime now);
-  Result<std::optional<WallTime>> next_due_at_unique(WallTime now);
+  Result<std::optional<Job>> claim_next_unique(WallTime now, HeldTokens held = {});
+  Result<std::optional<WallTime>> next_due_at_unique(WallTime now, HeldTokens held = {});
   // Pending jobs without a hash that another job of their project and size could duplicate:
   // hashed before they may be claimed. Oldest first.
   Result<std::vector<Job>> pending_to_hash_first(std::size_t limit);
@@ -390,9 +404,16 @@ class JobStore {
   Result<std::vector<StateSummary>> summary();
   // The earliest time a pending job is due (now for one without next_attempt_at); none when
   // nothing is pending. The daemon sleeps until then.
-  Result<std::optional<WallTime>> next_due_at(WallTime now, bool require_sha256 = false);
+  Result<std::optional<WallTime>> next_due_at(WallTime now, bool require_sha256 = false, HeldTokens held = {});
   // Pending jobs whose content hash is not known yet, oldest first (the daemon's hash stage).
   Result<std::vector<Job>> pending_without_sha256(std::size_t limit);
+  // Of `held`, the tokens some pending or uploading job still uses (a hold on any other holds
+  // nothing: the daemon forgets it).
+  Result<std::vector<std::optional<std::string>>> tokens_in_use(HeldTokens held);
+  // A watch's token_file changed (or the daemon starts): its unfinished jobs (pending, uploading,
+  // failed, cancelled) use the new one from their next attempt. Returns how many changed.
+  Result<std::int64_t> set_watch_token_file(const std::filesystem::path& watch_dir,
+                                            const std::optional<std::string>& token_file, WallTime now);
   // Records the ai_project_id the daemon sends for a job queued without one (`modeldrop add`
   // without --project gets api.project_id, docs/cli.md); a job with a project keeps it.
   Result<void> set_project_id(JobId job, std::string_view project_id, WallTime now);

@@ -539,9 +539,19 @@ class DropWatcher::Impl : public std::enable_shared_from_this<DropWatcher::Impl>
     known.reported = true;
     known.reported_state = state;
     const Root& root = *known.root;
-    ReadyFile ready{path,           root.index,   root.config.path,     root.config.project_id,
-                    state.device,   state.inode,  state.size,           state.mtime_ns,
-                    state.ctime_ns, std::nullopt, root.config.validate, root.config.registration};
+    ReadyFile ready{path,
+                    root.index,
+                    root.config.path,
+                    root.config.project_id,
+                    state.device,
+                    state.inode,
+                    state.size,
+                    state.mtime_ns,
+                    state.ctime_ns,
+                    std::nullopt,
+                    root.config.validate,
+                    root.config.registration,
+                    root.config.token_file};
     if (root.config.ready_marker) ready.ready_marker = ready_marker_of(root, path);
     events_.file_ready(ready);
   }

@@ -33,6 +33,7 @@ struct ReadyFile {
   std::optional<std::filesystem::path> ready_marker;
   preflight::ArchiveValidation validate = preflight::ArchiveValidation::archive;  // the watch's `validate`
   std::optional<config::RegisterConfig> registration;                             // the watch's `register`
+  std::optional<std::string> token_file;  // the watch's `token_file`; none: the global token
 };
 
 // Where the watcher's findings go (the daemon connects it to the job store). Called on the

@@ -384,8 +384,123 @@ TEST_P(AuthHoldTest, AProbeRefusedKeepsTheHoldFiveMoreMinutes) {
   expect_released();
 }
 
+TEST_P(AuthHoldTest, AProbeAnsweredNeitherYesNorNoEndsTheHold) {
+  // CONTRACT §12: only a 401/403 keeps the hold; the API being down says nothing against the
+  // token, and an upload refused again would start a new hold.
+  hold_with_two_jobs();
+  api_->push_list_fault(status_fault(503, R"({"detail":"Service Unavailable"})"));
+  advance(5min);
+  ASSERT_TRUE(run_until([&] { return probes() == 1; }, 10s));
+  expect_released();
+  EXPECT_EQ(probes(), 1U);
+}
+
 INSTANTIATE_TEST_SUITE_P(Statuses, AuthHoldTest, ::testing::Values(401, 403),
                          [](const auto& p) { return "Http" + std::to_string(p.param); });
+
+// --- Per token (watch[].token_file, `modeldrop add --token-file`): a hold holds only its token's jobs
+
+// Tokens by token_file, as ApiTokens reads them from files.
+class FixedTokens final : public app::JobTokens {
+ public:
+  Result<std::optional<std::string>> token_for(const app::TokenKey& key) override {
+    if (!key) return Result<std::optional<std::string>>(boost::system::in_place_value, std::nullopt);
+    const auto it = tokens.find(*key);
+    if (it == tokens.end()) return make_error("token_file " + *key + ": cannot use it: No such file or directory");
+    return Result<std::optional<std::string>>(boost::system::in_place_value, it->second);
+  }
+  [[nodiscard]] std::string label(const app::TokenKey& key) const override {
+    return key ? "watch /srv/" + *key : "watch /srv/global (the global token)";
+  }
+  std::map<std::string, std::string> tokens;
+};
+
+class TokenHoldTest : public OutcomesTest {
+ protected:
+  void start_with_tokens() {
+    config_.upload.sessions = 1;  // one session: a job of another token is sent only past the hold
+    start();
+    scheduler_->set_tokens(&tokens_);
+  }
+  store::JobId add_for(const std::string& token_file, const std::string& name, unsigned seed) {
+    return enqueue(write_archive(name, kSmall, seed), std::nullopt, token_file);
+  }
+  std::size_t probes_with(const std::string& token) const {
+    std::size_t n = 0;
+    for (const auto& r : api_->requests()) {
+      n += r.method == "GET" && r.target == "/v1/files?limit=1" && r.authorization == "Bearer " + token ? 1U : 0U;
+    }
+    return n;
+  }
+
+  FixedTokens tokens_;
+};
+
+TEST_F(TokenHoldTest, ATeamsAuthHoldIsProbedWithItsOwnTokenWhileTheOthersUpload) {
+  tokens_.tokens = {{"teamb", "token-b"}};
+  start_with_tokens();
+  api_->set_tokens({"test-token"});  // team B's key is refused
+  const auto b = add_for("teamb", "b.zip", 1);
+  ASSERT_TRUE(wait_for_attempts(b, 1));
+  EXPECT_TRUE(run_until([&] { return contains(held_reason(), "watch /srv/teamb: HTTP 401"); }, 5s))
+      << held_reason().value_or("NULL");
+  const auto global = add_job("global.zip", kSmall, std::nullopt, 2);
+  ASSERT_TRUE(wait_for_state(global, JobState::succeeded)) << "the global token's jobs go on";
+  const auto b2 = add_for("teamb", "b2.zip", 3);
+  expect_nothing_sent_for(300ms, 2);
+
+  api_->set_tokens({"test-token", "token-b"});
+  advance(5min);
+  ASSERT_TRUE(wait_for_state(b, JobState::succeeded));
+  ASSERT_TRUE(wait_for_state(b2, JobState::succeeded));
+  EXPECT_EQ(probes_with("token-b"), 1U) << "the probe carries the held token";
+  EXPECT_EQ(job(b).attempts.at(0).outcome, AttemptOutcome::held);
+  EXPECT_TRUE(run_until([&] { return !held_reason(); }, 5s));
+}
+
+TEST_F(TokenHoldTest, ARateLimitHoldsOnlyTheTokenThatGotIt) {
+  tokens_.tokens = {{"teamb", "token-b"}};
+  start_with_tokens();
+  api_->set_tokens({"test-token", "token-b"});
+  const WallTime sent_at = clock_.now();
+  api_->push_fault(status_fault(429, R"({"detail":"Too Many Requests"})", {{"Retry-After", "120"}}));
+  const auto b = add_for("teamb", "b.zip", 1);
+  ASSERT_TRUE(wait_for_attempts(b, 1));
+  const auto global = add_job("global.zip", kSmall, std::nullopt, 2);
+  ASSERT_TRUE(wait_for_state(global, JobState::succeeded));
+  EXPECT_TRUE(run_until([&] { return contains(held_reason(), "watch /srv/teamb: HTTP 429"); }, 5s))
+      << held_reason().value_or("NULL");
+  EXPECT_EQ(job(b).job.next_attempt_at, sent_at + 120s);
+  advance(119s);
+  expect_nothing_sent_for(300ms, 2);
+  advance(1s);
+  ASSERT_TRUE(wait_for_state(b, JobState::succeeded));
+  EXPECT_EQ(job(b).job.attempts, 1) << "the held attempt did not count";
+}
+
+TEST_F(TokenHoldTest, ATokenFileThatCannotBeReadHoldsItsJobsUntilItChanges) {
+  start_with_tokens();
+  const auto b = add_for("teamb", "b.zip", 1);  // no token for teamb yet
+  ASSERT_TRUE(wait_for_attempts(b, 1));
+  const auto j = job(b);
+  EXPECT_EQ(j.job.state, JobState::pending);
+  EXPECT_EQ(j.attempts.at(0).outcome, AttemptOutcome::held);
+  EXPECT_EQ(j.job.last_error, "no usable API token: token_file teamb: cannot use it: No such file or directory");
+  EXPECT_TRUE(run_until([&] { return contains(held_reason(), "watch /srv/teamb: no usable API token"); }, 5s))
+      << held_reason().value_or("NULL");
+  EXPECT_EQ(upload_requests(), 0U) << "nothing is sent without a token";
+  const auto global = add_job("global.zip", kSmall, std::nullopt, 2);
+  ASSERT_TRUE(wait_for_state(global, JobState::succeeded));
+  advance(1h);
+  expect_nothing_sent_for(300ms, 1);
+  EXPECT_EQ(job(b).attempts.size(), 1U) << "no probe, no retry: only a change of the file helps";
+
+  api_->set_tokens({"test-token", "token-b"});
+  tokens_.tokens = {{"teamb", "token-b"}};
+  scheduler_->token_changed(std::string("teamb"));
+  ASSERT_TRUE(wait_for_state(b, JobState::succeeded));
+  EXPECT_TRUE(run_until([&] { return !held_reason(); }, 5s));
+}
 
 // --- 429: the rate-limit hold
 

@@ -110,12 +110,14 @@ std::filesystem::path SchedulerTest::write_archive(const std::string& name, std:
   return path;
 }
 
-store::JobId SchedulerTest::enqueue(const std::filesystem::path& file, std::optional<std::string> project) {
+store::JobId SchedulerTest::enqueue(const std::filesystem::path& file, std::optional<std::string> project,
+                                    std::optional<std::string> token_file) {
   struct stat st {};
   EXPECT_EQ(::stat(file.c_str(), &st), 0);
   store::NewJob job;
   job.path = file;
   job.project_id = std::move(project);
+  job.token_file = std::move(token_file);
   // write_archive() writes pseudo-random bytes: the archive checks have tests of their own.
   job.validate = preflight::ArchiveValidation::none;
   job.file = store::FileIdentity{st.st_dev, st.st_ino, static_cast<std::uint64_t>(st.st_size),

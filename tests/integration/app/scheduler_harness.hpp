@@ -53,8 +53,9 @@ class SchedulerTest : public ::testing::Test {
   store::JobId add_job(const std::string& name, std::size_t bytes, std::optional<std::string> project = std::nullopt,
                        unsigned seed = 0);
   std::filesystem::path write_archive(const std::string& name, std::size_t bytes, unsigned seed);
-  // Queues an existing file.
-  store::JobId enqueue(const std::filesystem::path& file, std::optional<std::string> project);
+  // Queues an existing file (with a token_file: as a watch with one, or `add --token-file`).
+  store::JobId enqueue(const std::filesystem::path& file, std::optional<std::string> project,
+                       std::optional<std::string> token_file = std::nullopt);
 
   // Runs the event loop until `done` or `bound` (real time) passes.
   bool run_until(const std::function<bool()>& done, std::chrono::milliseconds bound = std::chrono::seconds(30));

@@ -156,6 +156,10 @@ TEST_F(FakeApiProcessTest, ControlApiScriptsFaultsAndReadsRecords) {
   EXPECT_EQ(call({"--data-binary", "{}", at(*port, "/_fake/reset")}).status, 200);
   EXPECT_EQ(upload_to(*port).status, 401);  // reset keeps the token
   EXPECT_EQ(call({at(*port, "/_fake/files")}).body, "[]");
+  // Several tokens at once, one per team.
+  EXPECT_EQ(call({"--data-binary", R"({"tokens":["team-b","from-file"]})", at(*port, "/_fake/token")}).status, 200);
+  EXPECT_EQ(upload_to(*port).status, 200);
+  EXPECT_EQ(call({"--data-binary", R"({"tokens":["team-b",7]})", at(*port, "/_fake/token")}).status, 400);
   const auto connections = json_object(call({at(*port, "/_fake/connections")}).body);
   EXPECT_GT(connections.at("accepted").to_number<int>(), 8);
 

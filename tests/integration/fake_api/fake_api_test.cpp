@@ -110,6 +110,24 @@ TEST_F(FakeApiTest, MissingAuthorizationIs403AndWrongTokenIs401) {
   EXPECT_FALSE(requests[3].authorized);
 }
 
+TEST_F(FakeApiTest, SeveralTokensAreAcceptedAtOnceAndEachCanBeRevoked) {
+  start();
+  const auto file = temp_.write("a.zip", "x");
+  const auto with = [&](const std::string& token) {
+    return curl_answer(
+               {"-H", "Authorization: Bearer " + token, "-F", "file=@" + file.string(), url("/v0/models/upload")})
+        .status;
+  };
+  api().set_tokens({"team-a", "team-b"});
+  EXPECT_EQ(with("team-a"), 200);
+  EXPECT_EQ(with("team-b"), 200);
+  EXPECT_EQ(with("test-token"), 401) << "the accepted set replaces the old token";
+  api().set_tokens({"team-a"});
+  EXPECT_EQ(with("team-b"), 401);
+  EXPECT_EQ(with("team-a"), 200);
+  EXPECT_EQ(api().files().size(), 3u);
+}
+
 TEST_F(FakeApiTest, MissingFilePartIsFastApi422) {
   start();
   const auto file = temp_.write("a.zip", "x");

@@ -87,7 +87,7 @@ std::string sha256_hex(const unsigned char* digest, unsigned int size) {
 // The shared, mutable part of the server; every member behind `mutex`.
 struct ServerState {
   mutable std::mutex mutex;
-  std::string token;
+  std::vector<std::string> tokens;  // every bearer token accepted
   std::deque<Fault> faults;
   std::deque<Fault> list_faults;
   std::size_t list_page_cap = 0;
@@ -145,9 +145,9 @@ struct ServerState {
     std::lock_guard lock(mutex);
     requests.push_back(record);
   }
-  std::string current_token() const {
+  std::vector<std::string> current_tokens() const {
     std::lock_guard lock(mutex);
-    return token;
+    return tokens;
   }
   void set_mix(FaultMix next) {
     std::lock_guard lock(mutex);
@@ -167,14 +167,16 @@ struct AuthResult {
   std::string_view body;
 };
 
-AuthResult check_bearer(const std::optional<std::string>& header, const std::string& token) {
+AuthResult check_bearer(const std::optional<std::string>& header, const std::vector<std::string>& tokens) {
   if (!header || header->empty()) return {false, http::status::forbidden, kNotAuthenticated};
   const auto space = header->find(' ');
   const std::string scheme = header->substr(0, space);
   const std::string credentials = space == std::string::npos ? std::string() : header->substr(space + 1);
   if (scheme.empty() || credentials.empty()) return {false, http::status::forbidden, kNotAuthenticated};
   if (ascii_lower(scheme) != "bearer") return {false, http::status::forbidden, kInvalidScheme};
-  if (credentials != token) return {false, http::status::unauthorized, kWrongToken};
+  if (std::find(tokens.begin(), tokens.end(), credentials) == tokens.end()) {
+    return {false, http::status::unauthorized, kWrongToken};
+  }
   return {true, http::status::ok, {}};
 }
 
@@ -342,7 +344,7 @@ class Connection {
 class Server {
  public:
   explicit Server(FakeApiOptions options) : options_(std::move(options)) {
-    state_.token = options_.token;
+    state_.tokens = {options_.token};
     configure_tls();
     const auto address = asio::ip::make_address(options_.bind_address);
     const tcp::endpoint endpoint(address, options_.port);
@@ -494,7 +496,7 @@ asio::awaitable<ConnectionNext> Connection::serve_request() {
     record.authorization = std::string(it->value());
   }
   if (const auto it = req.find(http::field::user_agent); it != req.end()) record.user_agent = std::string(it->value());
-  record.authorized = check_bearer(record.authorization, server_.state().current_token()).ok;
+  record.authorized = check_bearer(record.authorization, server_.state().current_tokens()).ok;
 
   const auto url = boost::urls::parse_origin_form(req.target());
   if (!url)
@@ -610,7 +612,7 @@ asio::awaitable<ConnectionNext> Connection::serve_upload(RequestRecord record, s
 asio::awaitable<ConnectionNext> Connection::serve_upload_normally(RequestRecord record,
                                                                   std::optional<std::string> project_id,
                                                                   const Fault& fault) {
-  const auto auth = check_bearer(record.authorization, server_.state().current_token());
+  const auto auth = check_bearer(record.authorization, server_.state().current_tokens());
   if (!auth.ok) {
     // FastAPI reads the body before it runs the security dependency; so does the fake.
     JsonResponse refused = json_response(auth.status, std::string(auth.body));
@@ -701,7 +703,7 @@ asio::awaitable<ConnectionNext> Connection::serve_list(RequestRecord record, con
   if (fault.kind != FaultKind::none && fault.kind != FaultKind::slow) {
     if (auto next = co_await serve_read_fault(record, fault)) co_return *next;
   }
-  const auto auth = check_bearer(record.authorization, server_.state().current_token());
+  const auto auth = check_bearer(record.authorization, server_.state().current_tokens());
   if (!auth.ok)
     co_return co_await answer_after_body(std::move(record), json_response(auth.status, std::string(auth.body)));
   auto query = parse_list_query(url.params());
@@ -824,7 +826,7 @@ asio::awaitable<ConnectionNext> Connection::serve_get(RequestRecord record, cons
     if (auto next = co_await serve_read_fault(record, fault)) co_return *next;
   }
   if (fault.kind == FaultKind::slow) co_await pause_for(fault.stall_for);
-  const auto auth = check_bearer(record.authorization, server_.state().current_token());
+  const auto auth = check_bearer(record.authorization, server_.state().current_tokens());
   if (!auth.ok)
     co_return co_await answer_after_body(std::move(record), json_response(auth.status, std::string(auth.body)));
   std::optional<ReceivedFile> found;
@@ -923,11 +925,21 @@ asio::awaitable<ConnectionNext> Connection::serve_control(const std::string& pat
     boost::json::error_code ec;
     const auto value = boost::json::parse(body, ec);
     const auto* object = ec ? nullptr : value.if_object();
+    // {"token": "t"} accepts that token alone; {"tokens": ["a", "b"]} each of them.
     const auto* token = object != nullptr ? object->if_contains("token") : nullptr;
-    if (token == nullptr || !token->is_string()) co_return co_await send(bad(R"(expected {"token": "..."})"));
+    const auto* list = object != nullptr ? object->if_contains("tokens") : nullptr;
+    std::vector<std::string> tokens;
+    if (token != nullptr && token->is_string()) tokens.emplace_back(token->get_string());
+    if (token == nullptr && list != nullptr && list->is_array()) {
+      for (const auto& item : list->get_array()) {
+        if (item.is_string()) tokens.emplace_back(item.get_string());
+      }
+      if (tokens.size() != list->get_array().size()) tokens.clear();
+    }
+    if (tokens.empty()) co_return co_await send(bad(R"(expected {"token": "..."} or {"tokens": ["...", ...]})"));
     {
       std::lock_guard lock(state.mutex);
-      state.token = std::string(token->get_string());
+      state.tokens = std::move(tokens);
     }
     co_return co_await send(ok(R"({"ok":true})"));
   }
@@ -1191,9 +1203,13 @@ void FakeApi::on_file_stored(std::function<void(const ReceivedFile&)> callback) 
 }
 
 void FakeApi::set_token(std::string token) {
+  set_tokens({std::move(token)});
+}
+
+void FakeApi::set_tokens(std::vector<std::string> tokens) {
   auto& state = impl_->server.state();
   std::lock_guard lock(state.mutex);
-  state.token = std::move(token);
+  state.tokens = std::move(tokens);
 }
 
 void FakeApi::push_model_fault(Fault fault) {

@@ -94,7 +94,7 @@ struct RequestRecord {
   int status = 0;  // 0 when no answer was sent (reset, stall)
   FaultKind fault = FaultKind::none;
   std::uint64_t connection_id = 0;  // same id = same TCP connection (keep-alive)
-  bool authorized = false;          // the header carried the token accepted at that moment
+  bool authorized = false;          // the header carried a token accepted at that moment
   std::string file_id{};            // the ReceivedFile stored by this request, if any
 };
 
@@ -148,7 +148,10 @@ class FakeApi {
   void set_default_fault(Fault fault);
   // Between the queue and the default fault: see FaultMix. Probability 0 or no faults turns it off.
   void set_fault_mix(double probability, std::vector<Fault> faults, std::uint64_t seed);
+  // The bearer tokens accepted from now on: `set_token` one, `set_tokens` several (one per team);
+  // any other gets 401.
   void set_token(std::string token);
+  void set_tokens(std::vector<std::string> tokens);
   // Faults for GET /v1/files and GET /v1/files/{id}, FIFO, one per request (none when empty):
   // status, stall, slow, malformed_json and reset_after_body; other kinds answer normally.
   void push_list_fault(Fault fault);

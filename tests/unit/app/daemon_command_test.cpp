@@ -88,6 +88,12 @@ const BadConfig kBadConfigs[] = {
     {"BadValidate", "watch:\n  - path: /a\n    validate: zip\n", 3, "watch[0].validate",
      "must be one of archive, adapter, none, got \"zip\""},
     {"TopLevelList", "- a\n- b\n", 1, "(top level)", "must be a mapping"},
+    {"WatchTokenFileOtherVariable", "watch:\n  - path: /a\n    token_file: ${HOME}/token\n", 3, "watch[0].token_file",
+     "only ${CREDENTIALS_DIRECTORY} is expanded"},
+    {"WatchTokenFileLeavesCredentials", "watch:\n  - path: /a\n    token_file: ${CREDENTIALS_DIRECTORY}/../key\n", 3,
+     "watch[0].token_file", "only ${CREDENTIALS_DIRECTORY} is expanded"},
+    {"WatchTokenFileEmpty", "watch:\n  - path: /a\n  - path: /b\n    token_file: ''\n", 4, "watch[1].token_file",
+     "must not be empty"},
 };
 
 void PrintTo(const BadConfig& c, std::ostream* os) {
@@ -159,6 +165,53 @@ TEST(CheckConfig, MissingExplicitTokenFileIsAnError) {
   const auto result = check_config(file);
   EXPECT_EQ(result.exit_code, 78);
   EXPECT_NE(result.err.find("api.token_file " + (dir / "missing-token").string()), std::string::npos) << result.err;
+}
+
+TEST(CheckConfig, AWatchsMissingTokenFileIsAnErrorAndAWarnedOneIsFine) {
+  TempDir dir;
+  std::filesystem::create_directory(dir / "a");
+  std::filesystem::create_directory(dir / "b");
+  dir.write("team-a.token", "sk-team-a\n", 0640);
+  const auto file = dir.write("m.yaml",
+                              "database: jobs.db\nwatch:\n  - path: a\n    token_file: team-a.token\n"
+                              "  - path: b\n    token_file: team-b.token\n");
+  auto options = clean_env();
+  options.env_set["NEBIUS_API_KEY"] = "sk-test";
+  const auto result = check_config(file, options);
+  EXPECT_EQ(result.exit_code, 78) << result.err;
+  EXPECT_EQ(result.err, "warning: token file " + (dir / "team-a.token").string() +
+                            " is readable by group or others; chmod 600 it (or 640 for a service group)\n" +
+                            file.string() + ": watch[1].token_file: cannot use " + (dir / "team-b.token").string() +
+                            ": No such file or directory\n");
+  EXPECT_EQ(result.out, "");
+  EXPECT_EQ(result.err.find("sk-team-a"), std::string::npos);
+}
+
+TEST(CheckConfig, ACredentialTokenFileIsCheckedOnlyWhereTheCredentialsAre) {
+  TempDir dir;
+  std::filesystem::create_directory(dir / "b");
+  const auto file = dir.write("m.yaml",
+                              "database: jobs.db\nwatch:\n  - path: b\n"
+                              "    token_file: ${CREDENTIALS_DIRECTORY}/api-token-teamb\n");
+  auto options = clean_env();
+  options.env_set["NEBIUS_API_KEY"] = "sk-test";
+  const auto outside = check_config(file, options);
+  EXPECT_EQ(outside.exit_code, 0) << outside.err;
+  EXPECT_EQ(outside.out, "config OK\n");
+  EXPECT_EQ(outside.err, "warning: " + file.string() +
+                             ": watch[0].token_file: ${CREDENTIALS_DIRECTORY}/api-token-teamb: $CREDENTIALS_DIRECTORY "
+                             "is not set (systemd sets it for a unit with LoadCredential=); not checked here\n");
+
+  options.env_set["CREDENTIALS_DIRECTORY"] = (dir / "creds").string();
+  const auto without_it = check_config(file, options);
+  EXPECT_EQ(without_it.exit_code, 78);
+  EXPECT_NE(without_it.err.find("watch[0].token_file: cannot use " + (dir / "creds/api-token-teamb").string()),
+            std::string::npos)
+      << without_it.err;
+  dir.write("creds/api-token-teamb", "sk-team-b\n", 0600);
+  const auto with_it = check_config(file, options);
+  EXPECT_EQ(with_it.exit_code, 0) << with_it.err;
+  EXPECT_EQ(with_it.out, "config OK\n");
 }
 
 TEST(CheckConfig, AMissingDatabaseDirectoryIsAnErrorAndTheDaemonDoesNotStart) {

@@ -652,6 +652,46 @@ TEST_F(CliTest, AddKeepsAFileWithABrokenSidecarOutOfTheQueue) {
   EXPECT_EQ(modeldrop({"add", file.string()}).exit_code, 0) << "without registration the sidecar is not read";
 }
 
+TEST_F(CliTest, AddRecordsTheTokenFileByItsPathAndNeverShowsTheToken) {
+  const auto token = dir_.write("keys/team-b.token", "sk-team-b-secret\n", 0600);
+  const auto file = dir_.write("b.zip", "archive");
+  const auto plain = dir_.write("plain.zip", "other");
+  const auto result = modeldrop({"add", file.string(), "--token-file", token.string()});
+  EXPECT_EQ(result.exit_code, 0) << result.err;
+  ASSERT_EQ(modeldrop({"add", plain.string()}).exit_code, 0);
+  const auto jobs = must(store().list_jobs({}, 10));
+  ASSERT_EQ(jobs.size(), 2u);
+  for (const auto& job : jobs) {
+    EXPECT_EQ(job.token_file, job.path == file ? std::optional<std::string>(token.string()) : std::nullopt) << job.path;
+  }
+  const auto shown = modeldrop({"show", std::to_string(jobs[1].id)});
+  EXPECT_TRUE(contains(shown.out, "token file:          " + token.string())) << shown.out;
+  EXPECT_TRUE(contains(modeldrop({"show", std::to_string(jobs[0].id)}).out, "- (the global token)"));
+  for (const auto& output : {result.out, result.err, shown.out}) EXPECT_FALSE(contains(output, "sk-team-b-secret"));
+}
+
+TEST_F(CliTest, AddRefusesATokenFileItCannotUseAndQueuesNothing) {
+  const auto file = dir_.write("b.zip", "archive");
+  const auto missing = modeldrop({"add", file.string(), "--token-file", (dir_ / "nope").string()});
+  EXPECT_EQ(missing.exit_code, 1);
+  EXPECT_EQ(missing.err,
+            "modeldrop: --token-file " + (dir_ / "nope").string() + ": cannot use it: No such file or directory\n");
+  const auto blank = dir_.write("blank.token", "  \n", 0600);
+  const auto empty = modeldrop({"add", file.string(), "--token-file", blank.string()});
+  EXPECT_EQ(empty.exit_code, 1);
+  EXPECT_TRUE(contains(empty.err, blank.string() + ": cannot use it: empty")) << empty.err;
+  EXPECT_TRUE(must(store().list_jobs({}, 10)).empty());
+  EXPECT_EQ(modeldrop({"add", file.string(), "--token-file", ""}).exit_code, 2);
+}
+
+TEST_F(CliTest, AddWarnsAboutATokenFileOthersMayRead) {
+  const auto token = dir_.write("team-b.token", "sk-team-b\n", 0644);
+  const auto result = modeldrop({"add", dir_.write("b.zip", "x").string(), "--token-file", token.string()});
+  EXPECT_EQ(result.exit_code, 0) << result.err;
+  EXPECT_TRUE(contains(result.err, "warning: token file " + token.string() + " is readable by group or others"))
+      << result.err;
+}
+
 TEST_F(CliTest, AddFollowsTheSameFileRule) {
   const auto file = dir_.write("model.zip", "first");
   ASSERT_EQ(modeldrop({"add", file.string()}).exit_code, 0);

@@ -69,5 +69,36 @@ TEST(FindToken, WarnsAboutReadableByOthersWithoutLeakingIt) {
   EXPECT_EQ(lookup.warnings[0].find("sk-leaky"), std::string::npos);
 }
 
+TEST(ReadTokenFile, TrimsAndWarnsWhenOthersMayReadIt) {
+  TempDir dir;
+  const auto read = read_token_file(dir.write("team-b", "\n sk-team-b\t\n", 0640));
+  EXPECT_EQ(read.token, "sk-team-b");
+  EXPECT_TRUE(read.error.empty());
+  ASSERT_EQ(read.warnings.size(), 1u);
+  EXPECT_NE(read.warnings[0].find("readable by group or others"), std::string::npos);
+  EXPECT_EQ(read.warnings[0].find("sk-team-b"), std::string::npos);
+  EXPECT_TRUE(read_token_file(dir.write("private", "sk\n", 0600)).warnings.empty());
+}
+
+TEST(ReadTokenFile, SaysWhyAFileCannotBeUsed) {
+  TempDir dir;
+  EXPECT_EQ(read_token_file(dir / "missing").error, "No such file or directory");
+  EXPECT_EQ(read_token_file(dir.write("blank", " \n", 0600)).error, "empty");
+  EXPECT_EQ(read_token_file(dir.path()).error, "not a regular file");
+  EXPECT_FALSE(read_token_file(dir / "missing").token);
+}
+
+TEST(ResolveTokenFile, APathIsItselfAndACredentialNeedsItsDirectory) {
+  EXPECT_EQ(resolve_token_file("/etc/modeldrop/api-token-teamb", {}).value(), "/etc/modeldrop/api-token-teamb");
+  TokenEnvironment systemd{std::filesystem::path("/run/credentials/modeldrop.service"), std::nullopt};
+  EXPECT_EQ(resolve_token_file("${CREDENTIALS_DIRECTORY}/api-token-teamb", systemd).value(),
+            "/run/credentials/modeldrop.service/api-token-teamb");
+  const auto unset = resolve_token_file("${CREDENTIALS_DIRECTORY}/api-token-teamb", {});
+  ASSERT_FALSE(unset);
+  EXPECT_EQ(unset.error().message,
+            "${CREDENTIALS_DIRECTORY}/api-token-teamb: $CREDENTIALS_DIRECTORY is not set (systemd sets it for a unit "
+            "with LoadCredential=)");
+}
+
 }  // namespace
 }  // namespace modeldrop::config

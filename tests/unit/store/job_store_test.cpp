@@ -465,6 +465,38 @@ TEST_F(JobStoreTest, DedupeMatchesProjectsExactly) {
   EXPECT_EQ(store().complete_as_duplicate(other, other, t0()).error().code, StoreErrc::invalid_request);
 }
 
+TEST_F(JobStoreTest, DedupeNeverCrossesTokens) {
+  // Another team's key may be another account: its file id would be wrong, and its hold must
+  // not hold this team's identical archive back.
+  const std::string hash(64, 'e');
+  const JobId original = uploading_job("/spool/in/a.zip", 1);
+  must(store().set_sha256(original, hash, file_identity(1), t0()));
+  must(store().finish_attempt(success(original), t0()));
+  EXPECT_FALSE(must(store().find_succeeded_by_sha256(hash, std::nullopt, std::string("/etc/modeldrop/b.token"))));
+
+  NewJob team_b = new_job("/spool/in/b.zip", 2);
+  team_b.token_file = "/etc/modeldrop/b.token";
+  const JobId b = must(store().enqueue(team_b, t0())).job;
+  EXPECT_TRUE(must(store().pending_to_hash_first(10)).empty()) << "nothing of its token to compare with";
+  must(store().set_sha256(b, hash, file_identity(2), t0()));
+  EXPECT_TRUE(must(store().pending_duplicates_of(original)).empty());
+  EXPECT_EQ(store().complete_as_duplicate(b, original, t0()).error().code, StoreErrc::invalid_request);
+
+  NewJob team_b_copy = new_job("/spool/in/b-copy.zip", 3);
+  team_b_copy.token_file = "/etc/modeldrop/b.token";
+  const JobId b_copy = must(store().enqueue(team_b_copy, t0())).job;
+  must(store().set_sha256(b_copy, hash, file_identity(3), t0()));
+  NewJob global_copy = new_job("/spool/in/global-copy.zip", 4);
+  const JobId g_copy = must(store().enqueue(global_copy, t0())).job;
+  must(store().set_sha256(g_copy, hash, file_identity(4), t0()));
+  // b_copy waits for b (same token, lower id); the global copy completes from `original`, not from b.
+  const std::vector<std::optional<std::string>> b_held{"/etc/modeldrop/b.token"};
+  EXPECT_FALSE(must(store().claim_next_unique(t0(), b_held))) << "b and b_copy are held; g_copy duplicates original";
+  EXPECT_EQ(must(store().claim_next_unique(t0()))->id, b);
+  EXPECT_FALSE(must(store().claim_next_unique(t0()))) << "b_copy waits for b";
+  EXPECT_EQ(must(store().pending_duplicates_of(original)).at(0).id, g_copy);
+}
+
 // ---- Requests from the CLI
 
 TEST_F(JobStoreTest, CancelReportsEachJobAndActsOnTheOthers) {
@@ -586,6 +618,81 @@ TEST_F(JobStoreTest, NextDueAtIsTheEarliestPendingTime) {
   EXPECT_EQ(must(store().next_due_at(t0())), t0() + 30s);
   add("/spool/in/b.zip", 2);
   EXPECT_EQ(must(store().next_due_at(t0() + 1s)), t0() + 1s) << "a job without next_attempt_at is due now";
+}
+
+// ---- Per-token jobs (watch[].token_file, `modeldrop add --token-file`)
+
+TEST_F(JobStoreTest, EnqueueRecordsTheTokenFileAndAChangedFileTakesTheNewOne) {
+  NewJob job = new_job("/spool/in/a.zip", 1);
+  job.token_file = "${CREDENTIALS_DIRECTORY}/api-token-teamb";
+  const auto id = must(store().enqueue(job, t0())).job;
+  EXPECT_EQ(must(store().find_job(id))->token_file, "${CREDENTIALS_DIRECTORY}/api-token-teamb");
+  EXPECT_FALSE(must(store().find_job(add("/spool/in/b.zip", 2)))->token_file) << "none: the global token";
+  NewJob changed = new_job("/spool/in/a.zip", 3);
+  changed.token_file = "/etc/modeldrop/team-b.token";
+  EXPECT_EQ(must(store().enqueue(changed, t0() + 1s)).job, id);
+  EXPECT_EQ(must(store().find_job(id))->token_file, "/etc/modeldrop/team-b.token");
+}
+
+TEST_F(JobStoreTest, ClaimsAndNextDueSkipTheJobsOfHeldTokens) {
+  const auto queue = [&](const std::string& name, std::uint64_t inode, std::optional<std::string> token_file) {
+    NewJob job = new_job("/spool/in/" + name, inode, 1000 + inode);  // sizes differ: no dedupe waits
+    job.token_file = std::move(token_file);
+    return must(store().enqueue(job, t0())).job;
+  };
+  const auto global = queue("global.zip", 1, std::nullopt);
+  const auto team_b = queue("b.zip", 2, "/etc/modeldrop/b.token");
+  const auto team_c = queue("c.zip", 3, "/etc/modeldrop/c.token");
+  char digit = 'a';
+  for (const JobId id : {global, team_b, team_c}) {
+    must(store().set_sha256(id, std::string(64, digit++), must(store().find_job(id))->file, t0()));
+  }
+
+  const std::vector<std::optional<std::string>> b_held{"/etc/modeldrop/b.token"};
+  const std::vector<std::optional<std::string>> global_and_c_held{std::nullopt, "/etc/modeldrop/c.token"};
+  EXPECT_EQ(must(store().next_due_at(t0(), false, global_and_c_held)), t0()) << "b is due";
+  EXPECT_EQ(must(store().claim_next(t0(), false, b_held))->id, global);
+  EXPECT_EQ(must(store().claim_next_unique(t0(), b_held))->id, team_c) << "with dedupe too";
+  EXPECT_FALSE(must(store().claim_next(t0(), false, b_held))) << "only the held token's job is left";
+  EXPECT_FALSE(must(store().next_due_at(t0(), false, b_held)));
+  EXPECT_FALSE(must(store().next_due_at_unique(t0(), b_held)));
+  EXPECT_FALSE(must(store().claim_next(
+      t0(), false, std::vector<std::optional<std::string>>{std::nullopt, "/etc/modeldrop/b.token"})));
+  EXPECT_EQ(must(store().next_due_at_unique(t0(), global_and_c_held)), t0());
+  EXPECT_EQ(must(store().claim_next_unique(t0(), global_and_c_held))->id, team_b) << "a held global token is not b's";
+}
+
+TEST_F(JobStoreTest, TokensInUseAreThoseOfPendingOrUploadingJobs) {
+  NewJob team_b = new_job("/spool/in/b.zip", 1);
+  team_b.token_file = "/etc/modeldrop/b.token";
+  const auto b = must(store().enqueue(team_b, t0())).job;
+  add("/spool/in/global.zip", 2);
+  const std::vector<std::optional<std::string>> held{std::nullopt, "/etc/modeldrop/b.token", "/etc/modeldrop/gone"};
+  EXPECT_EQ(must(store().tokens_in_use(held)),
+            (std::vector<std::optional<std::string>>{std::nullopt, "/etc/modeldrop/b.token"}));
+  const JobId ids[] = {b};
+  must(store().cancel(ids, t0()));
+  EXPECT_EQ(must(store().tokens_in_use(held)), std::vector<std::optional<std::string>>{std::nullopt});
+}
+
+TEST_F(JobStoreTest, AWatchsNewTokenFileReachesItsUnfinishedJobsOnly) {
+  const auto succeeded = uploading_job("/spool/in/c.zip", 3);
+  must(store().finish_attempt(success(succeeded), t0()));
+  const auto pending = add("/spool/in/a.zip", 1);
+  const auto failed = add("/spool/in/b.zip", 2);
+  NewJob elsewhere = new_job("/spool/other/d.zip", 4);
+  elsewhere.watch_dir = "/spool/other";
+  const auto other_watch = must(store().enqueue(elsewhere, t0())).job;
+  must(store().fail(failed, "HTTP 422", t0()));
+
+  EXPECT_EQ(must(store().set_watch_token_file("/spool/in", "/etc/modeldrop/b.token", t0() + 1s)), 2);
+  EXPECT_EQ(must(store().find_job(pending))->token_file, "/etc/modeldrop/b.token");
+  EXPECT_EQ(must(store().find_job(failed))->token_file, "/etc/modeldrop/b.token") << "for a later retry";
+  EXPECT_FALSE(must(store().find_job(succeeded))->token_file) << "what a finished upload used stays";
+  EXPECT_FALSE(must(store().find_job(other_watch))->token_file);
+  EXPECT_EQ(must(store().set_watch_token_file("/spool/in", "/etc/modeldrop/b.token", t0() + 2s)), 0);
+  EXPECT_EQ(must(store().set_watch_token_file("/spool/in", std::nullopt, t0() + 3s)), 2);
+  EXPECT_FALSE(must(store().find_job(pending))->token_file);
 }
 
 TEST_F(JobStoreTest, TheClaimQueryUsesAnIndex) {
