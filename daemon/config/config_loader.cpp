@@ -553,66 +553,67 @@ class ConfigReader {
     if (!base_model) return;
     registration.base_model = *base_model;
     watch.registration = std::move(registration);
-    // A watch's token_file: a path (relative ones from the config's directory), or a name below
-    // systemd's credentials directory, "${CREDENTIALS_DIRECTORY}/name", the one variable expanded
-    // (when the daemon reads it, so --check-config outside the service still passes).
-    std::optional<std::string> read_token_file_name(const YAML::Node& node, const std::string& path) {
-      if (!node.IsDefined() || node.IsNull()) return std::nullopt;
-      auto text = read_string(node, path, true);
-      if (!text) return std::nullopt;
-      if (text->find("${") == std::string::npos) return config_path(*text).string();
-      const std::string_view prefix = kCredentialsDirectoryPrefix;
-      const fs::path name =
-          text->starts_with(prefix) ? fs::path(text->substr(prefix.size())).lexically_normal() : fs::path();
-      const std::string first = name.empty() ? std::string() : name.begin()->string();
-      if (name.empty() || name.is_absolute() || first == ".." || first == "." || !name.has_filename() ||
-          name.string().find("${") != std::string::npos) {
-        report(node, path,
-               "only ${CREDENTIALS_DIRECTORY} is expanded, at the start and followed by a file name "
-               "(\"${CREDENTIALS_DIRECTORY}/api-token-teamb\"), got " +
-                   describe(node));
-        return std::nullopt;
-      }
-      return std::string(prefix) + name.string();
-    }
+  }
 
-    // The per-watch keys for running on shared and networked storage.
-    void read_operations_keys(const YAML::Node& entry, const std::string& path, WatchConfig& watch) {
-      watch.token_file = read_token_file_name(entry["token_file"], path + ".token_file");
-      if (auto marker = read_string(entry["ready_marker"], path + ".ready_marker", true)) {
-        if (marker->empty() || marker->find('/') != std::string::npos || *marker == "." || *marker == "..") {
-          report(entry["ready_marker"], path + ".ready_marker",
-                 "must be a file name suffix such as .ready, got " + describe(entry["ready_marker"]));
-        } else {
-          watch.ready_marker = *marker;
-        }
-      }
-      if (const YAML::Node poll = entry["poll"]; poll.IsDefined()) {
-        const auto text = poll.IsScalar() && !poll.IsNull() ? std::optional<std::string>(poll.Scalar()) : std::nullopt;
-        if (text == "auto") {
-          watch.poll = {};
-        } else if (text == "off") {
-          watch.poll.kind = PollSetting::Kind::off;
-        } else if (auto interval = parse_duration(text.value_or("")); !text || !interval) {
-          report(poll, path + ".poll", "must be auto, off or a duration such as 30s, got " + describe(poll));
-        } else if (*interval < std::chrono::milliseconds(100)) {
-          report(poll, path + ".poll", "must be at least 100ms, got " + *text);
-        } else {
-          watch.poll = {PollSetting::Kind::every, *interval};
-        }
+  // A watch's token_file: a path (relative ones from the config's directory), or a name below
+  // systemd's credentials directory, "${CREDENTIALS_DIRECTORY}/name", the one variable expanded
+  // (when the daemon reads it, so --check-config outside the service still passes).
+  std::optional<std::string> read_token_file_name(const YAML::Node& node, const std::string& path) {
+    if (!node.IsDefined() || node.IsNull()) return std::nullopt;
+    auto text = read_string(node, path, true);
+    if (!text) return std::nullopt;
+    if (text->find("${") == std::string::npos) return config_path(*text).string();
+    const std::string_view prefix = kCredentialsDirectoryPrefix;
+    const fs::path name =
+        text->starts_with(prefix) ? fs::path(text->substr(prefix.size())).lexically_normal() : fs::path();
+    const std::string first = name.empty() ? std::string() : name.begin()->string();
+    if (name.empty() || name.is_absolute() || first == ".." || first == "." || !name.has_filename() ||
+        name.string().find("${") != std::string::npos) {
+      report(node, path,
+             "only ${CREDENTIALS_DIRECTORY} is expanded, at the start and followed by a file name "
+             "(\"${CREDENTIALS_DIRECTORY}/api-token-teamb\"), got " +
+                 describe(node));
+      return std::nullopt;
+    }
+    return std::string(prefix) + name.string();
+  }
+
+  // The per-watch keys for running on shared and networked storage.
+  void read_operations_keys(const YAML::Node& entry, const std::string& path, WatchConfig& watch) {
+    watch.token_file = read_token_file_name(entry["token_file"], path + ".token_file");
+    if (auto marker = read_string(entry["ready_marker"], path + ".ready_marker", true)) {
+      if (marker->empty() || marker->find('/') != std::string::npos || *marker == "." || *marker == "..") {
+        report(entry["ready_marker"], path + ".ready_marker",
+               "must be a file name suffix such as .ready, got " + describe(entry["ready_marker"]));
+      } else {
+        watch.ready_marker = *marker;
       }
     }
+    if (const YAML::Node poll = entry["poll"]; poll.IsDefined()) {
+      const auto text = poll.IsScalar() && !poll.IsNull() ? std::optional<std::string>(poll.Scalar()) : std::nullopt;
+      if (text == "auto") {
+        watch.poll = {};
+      } else if (text == "off") {
+        watch.poll.kind = PollSetting::Kind::off;
+      } else if (auto interval = parse_duration(text.value_or("")); !text || !interval) {
+        report(poll, path + ".poll", "must be auto, off or a duration such as 30s, got " + describe(poll));
+      } else if (*interval < std::chrono::milliseconds(100)) {
+        report(poll, path + ".poll", "must be at least 100ms, got " + *text);
+      } else {
+        watch.poll = {PollSetting::Kind::every, *interval};
+      }
+    }
+  }
 
-    std::string display_name_;
-    fs::path base_dir_;
-    std::vector<std::string> problems_;
-    int last_line_ = 1;
-  };
+  std::string display_name_;
+  fs::path base_dir_;
+  std::vector<std::string> problems_;
+  int last_line_ = 1;
+};
 
 }  // namespace
 
-LoadResult
-parse_config(std::string_view yaml, const std::string& display_name, const fs::path& base_dir) {
+LoadResult parse_config(std::string_view yaml, const std::string& display_name, const fs::path& base_dir) {
   return ConfigReader(display_name, base_dir).read(yaml);
 }
 

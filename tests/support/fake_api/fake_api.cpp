@@ -772,7 +772,7 @@ asio::awaitable<ConnectionNext> Connection::serve_model_create(RequestRecord rec
   if (fault.kind != FaultKind::none && !create_first) {
     if (auto next = co_await serve_read_fault(record, fault)) co_return *next;
   }
-  const auto auth = check_bearer(record.authorization, server_.state().current_token());
+  const auto auth = check_bearer(record.authorization, server_.state().current_tokens());
   if (!auth.ok) {
     JsonResponse refused = json_response(auth.status, std::string(auth.body));
     if (auth.status == http::status::unauthorized) refused.set(http::field::www_authenticate, "Bearer");
@@ -801,7 +801,7 @@ asio::awaitable<ConnectionNext> Connection::serve_model_read(RequestRecord recor
   }
   record.fault = fault.kind;
   if (fault.kind == FaultKind::slow) co_await pause_for(fault.stall_for);
-  const auto auth = check_bearer(record.authorization, server_.state().current_token());
+  const auto auth = check_bearer(record.authorization, server_.state().current_tokens());
   if (!auth.ok)
     co_return co_await answer_after_body(std::move(record), json_response(auth.status, std::string(auth.body)));
   JsonAnswer answer;
