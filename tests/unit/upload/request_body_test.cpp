@@ -81,6 +81,26 @@ Built drain(UploadRequestBytes& request, std::size_t chunk) {
   return built;
 }
 
+// Lets a check waiting on `cv` for `flag` go on.
+void let_go(std::mutex& mutex, std::condition_variable& cv, bool& flag) {
+  {
+    std::lock_guard lock(mutex);
+    flag = true;
+  }
+  cv.notify_all();
+}
+
+// Takes from `feed` into `out` after the `got` bytes already there until it is drained (or a
+// bounded wait runs out; the caller checks drained()).
+void take_until_drained(BodyFeed& feed, std::span<std::byte> out, std::size_t& got) {
+  for (int i = 0; i < 10'000 && !feed.drained(); ++i) {
+    auto n = feed.take(out.subspan(got));
+    ASSERT_TRUE(n);
+    got += *n;
+    if (*n == 0) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+}
+
 std::string random_content(std::size_t size) {
   std::mt19937 rng(7);
   std::string content(size, '\0');
@@ -183,17 +203,8 @@ TEST(BodyFeed, TheCheckReadsTheSameBytesAndTheFinalOnesWaitForItsVerdict) {
   std::this_thread::sleep_for(std::chrono::milliseconds(20));
   EXPECT_EQ(*feed->take(std::span(out).subspan(got)), 0U) << "held until the verdict";
   EXPECT_TRUE(feed->waiting_for_verdict());
-  {
-    std::lock_guard lock(mutex);
-    release = true;
-  }
-  cv.notify_all();
-  for (int i = 0; i < 10'000 && !feed->drained(); ++i) {
-    auto n = feed->take(std::span(out).subspan(got));
-    ASSERT_TRUE(n);
-    got += *n;
-    if (*n == 0) std::this_thread::sleep_for(std::chrono::milliseconds(1));
-  }
+  let_go(mutex, cv, release);
+  take_until_drained(*feed, out, got);
   EXPECT_TRUE(feed->drained());
   EXPECT_EQ(std::string(reinterpret_cast<const char*>(out.data()), got), content);
   EXPECT_EQ(seen, content) << "the check saw every byte once, from the same reads";
@@ -241,17 +252,8 @@ TEST(BodyFeed, CatchingUpInsideAPartlyFilledBlockGivesNothingAndLetsTheReaderGoO
   }
   EXPECT_EQ(caught_up.get(), 0U) << "nothing more until the reader goes on";
   EXPECT_EQ(got, 1000U);
-  {
-    std::lock_guard lock(mutex);
-    go_on = true;
-  }
-  cv.notify_all();
-  for (int i = 0; i < 10'000 && !feed->drained(); ++i) {
-    auto n = feed->take(std::span(out).subspan(got));
-    ASSERT_TRUE(n);
-    got += *n;
-    if (*n == 0) std::this_thread::sleep_for(std::chrono::milliseconds(1));
-  }
+  let_go(mutex, cv, go_on);
+  take_until_drained(*feed, out, got);
   EXPECT_TRUE(feed->drained());
   EXPECT_EQ(std::string(reinterpret_cast<const char*>(out.data()), got), content);
 }
