@@ -385,7 +385,7 @@ TEST_P(AuthHoldTest, AProbeRefusedKeepsTheHoldFiveMoreMinutes) {
 }
 
 TEST_P(AuthHoldTest, AProbeAnsweredNeitherYesNorNoEndsTheHold) {
-  // CONTRACT §12: only a 401/403 keeps the hold; the API being down says nothing against the
+  // docs/http.md (Outcomes, 401/403): only a 401/403 keeps the hold; the API being down says nothing against the
   // token, and an upload refused again would start a new hold.
   hold_with_two_jobs();
   api_->push_list_fault(status_fault(503, R"({"detail":"Service Unavailable"})"));

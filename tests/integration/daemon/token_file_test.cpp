@@ -1,4 +1,4 @@
-// Per-watch tokens through the real daemon and the fake API (CONTRACT §12 token_file): two teams,
+// Per-watch tokens through the real daemon and the fake API (docs/configuration.md, a watch's token_file): two teams,
 // two keys, one daemon. A refused, rate-limited or unreadable token holds only its own jobs; the
 // other teams keep uploading. Every wait is bounded.
 #include "daemon_fixture.hpp"
