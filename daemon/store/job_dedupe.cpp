@@ -22,15 +22,18 @@ bool is_sha256_hex(std::string_view text) {
 // token has the same content and is succeeded (it completes from that one instead), uploading,
 // pending with a lower id (it waits for that one), and no job of that size uploads with its hash
 // unknown yet. Jobs of another token never hold it back (that token may be on hold).
+// Each NOT EXISTS is a search of index jobs_size_state (size_bytes, state, sha256): the content
+// match and the hash-unknown upload are two searches, not one OR that would walk every job of
+// the size (a thousand archives of one size made every claim and wake-up check quadratic).
 constexpr std::string_view kClaimableUnderDedupe =
     "(j.sha256 IS NULL AND NOT EXISTS (SELECT 1 FROM jobs o WHERE o.size_bytes = j.size_bytes "
     "AND o.state IN ('pending', 'uploading', 'succeeded') AND o.id <> j.id AND o.project_id IS j.project_id "
     "AND o.token_file IS j.token_file)) "
     "OR (j.sha256 IS NOT NULL AND NOT EXISTS (SELECT 1 FROM jobs o WHERE o.size_bytes = j.size_bytes "
-    "AND o.state IN ('pending', 'uploading', 'succeeded') AND o.id <> j.id AND o.project_id IS j.project_id "
-    "AND o.token_file IS j.token_file "
-    "AND ((o.sha256 = j.sha256 AND (o.state <> 'pending' OR o.id < j.id)) "
-    "OR (o.sha256 IS NULL AND o.state = 'uploading'))))";
+    "AND o.state IN ('pending', 'uploading', 'succeeded') AND o.sha256 = j.sha256 AND o.id <> j.id "
+    "AND o.project_id IS j.project_id AND o.token_file IS j.token_file AND (o.state <> 'pending' OR o.id < j.id)) "
+    "AND NOT EXISTS (SELECT 1 FROM jobs o WHERE o.size_bytes = j.size_bytes AND o.state = 'uploading' "
+    "AND o.sha256 IS NULL AND o.project_id IS j.project_id AND o.token_file IS j.token_file))";
 
 }  // namespace
 
@@ -112,27 +115,35 @@ Result<std::optional<Job>> JobStore::claim_next_unique(WallTime now, HeldTokens 
 }
 
 Result<std::optional<WallTime>> JobStore::next_due_at_unique(WallTime now, HeldTokens held) {
-  const std::string pending = "FROM jobs j WHERE j.state = 'pending' AND (" + std::string(kClaimableUnderDedupe) + ")" +
-                              skip_held("j.", held.size());
+  // The cheap tests on j come first, so the claimability check runs only on the rows that matter.
+  const std::string claimable = " AND (" + std::string(kClaimableUnderDedupe) + ")" + skip_held("j.", held.size());
   return next_due_from(db_,
-                       "SELECT EXISTS (SELECT 1 " + pending + " AND j.next_attempt_at IS NULL), " +
-                           "(SELECT min(j.next_attempt_at) " + pending + ")",
+                       "SELECT EXISTS (SELECT 1 FROM jobs j WHERE j.state = 'pending' AND j.next_attempt_at IS NULL" +
+                           claimable +
+                           "), (SELECT min(j.next_attempt_at) FROM jobs j WHERE j.state = 'pending' AND "
+                           "j.next_attempt_at IS NOT NULL" +
+                           claimable + ")",
                        now, held);
 }
 
 Result<std::vector<Job>> JobStore::pending_to_hash_first(std::size_t limit) {
   static const std::string sql = select_jobs(
-      "j WHERE j.state = 'pending' AND j.sha256 IS NULL AND EXISTS (SELECT 1 FROM jobs o WHERE o.size_bytes = "
+      "j INDEXED BY jobs_pending_unhashed WHERE j.state = 'pending' AND j.sha256 IS NULL AND EXISTS (SELECT 1 FROM "
+      "jobs o WHERE o.size_bytes = "
       "j.size_bytes AND o.state IN ('pending', 'uploading', 'succeeded') AND o.id <> j.id AND o.project_id IS "
       "j.project_id AND o.token_file IS j.token_file) ORDER BY j.id LIMIT ?1");
   return db_.query_all(sql, read_job, limit);
 }
 
 Result<std::vector<Job>> JobStore::pending_duplicates_of(JobId succeeded) {
+  // The succeeded job's size and hash are constants of the query, so it searches index
+  // jobs_size_state instead of testing every pending job.
   static const std::string sql = select_jobs(
-      "j WHERE j.state = 'pending' AND j.id <> ?1 AND EXISTS (SELECT 1 FROM jobs o WHERE o.id = ?1 AND "
-      "o.state = 'succeeded' AND o.sha256 = j.sha256 AND o.project_id IS j.project_id AND o.token_file IS "
-      "j.token_file AND o.size_bytes = j.size_bytes) ORDER BY j.id");
+      "j WHERE j.state = 'pending' AND j.id <> ?1 "
+      "AND j.size_bytes = (SELECT size_bytes FROM jobs WHERE id = ?1 AND state = 'succeeded') "
+      "AND j.sha256 = (SELECT sha256 FROM jobs WHERE id = ?1 AND state = 'succeeded') "
+      "AND EXISTS (SELECT 1 FROM jobs o WHERE o.id = ?1 AND o.project_id IS j.project_id AND o.token_file IS "
+      "j.token_file) ORDER BY j.id");
   return db_.query_all(sql, read_job, succeeded);
 }
 

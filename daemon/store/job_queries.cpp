@@ -194,7 +194,8 @@ Result<std::int64_t> JobStore::set_watch_token_file(const std::filesystem::path&
 }
 
 Result<std::vector<Job>> JobStore::pending_without_sha256(std::size_t limit) {
-  static const std::string sql = select_jobs("WHERE state = 'pending' AND sha256 IS NULL ORDER BY id LIMIT ?1");
+  static const std::string sql =
+      select_jobs("INDEXED BY jobs_pending_unhashed WHERE state = 'pending' AND sha256 IS NULL ORDER BY id LIMIT ?1");
   return db_.query_all(sql, read_job, limit);
 }
 
