@@ -1,9 +1,12 @@
 #include "app/in_doubt_reconciler.hpp"
 
+#include "app/job_source.hpp"
 #include "upload/api_responses.hpp"
 #include "upload/multipart.hpp"
+#include "upload/source_file.hpp"
 
 #include <spdlog/spdlog.h>
+#include <boost/asio/post.hpp>
 
 namespace modeldrop::app {
 namespace {
@@ -25,7 +28,10 @@ std::optional<store::ListedFile> listed(const upload::OpenAIFile& file) {
 
 void InDoubtReconciler::before_sending(const store::Job& job, std::optional<std::string> token,
                                        std::function<void(std::optional<store::Job>)> done) {
-  auto search = std::make_shared<Search>(Search{job, std::move(token), WallTime{}, {}, std::move(done)});
+  auto search = std::make_shared<Search>();
+  search->job = job;
+  search->token = std::move(token);
+  search->done = std::move(done);
   store_.call([id = job.id](store::JobStore& s) { return s.in_doubt_since(id); },
               [this, search](Result<std::optional<WallTime>> since) {
                 if (!since) {
@@ -36,8 +42,42 @@ void InDoubtReconciler::before_sending(const store::Job& job, std::optional<std:
                 search->since = **since;
                 spdlog::info("job {}: an earlier attempt is in doubt; looking for its copy among the server's files",
                              search->job.id);
+                if (!search->job.sha256) start_hash(search);
                 list_next_page(search, std::nullopt);
               });
+}
+
+void InDoubtReconciler::start_hash(const std::shared_ptr<Search>& search) {
+  auto file = upload::SourceFile::open(source_path(search->job), upload_identity(search->job.file));
+  if (!file) {
+    search->file_problem = file.error().message;
+    return;
+  }
+  upload::FeedOptions options;
+  options.hash = true;
+  options.keep_bytes = false;
+  options.block_bytes = 1U << 20U;
+  options.post = [&io = io_](std::function<void()> task) { boost::asio::post(io, std::move(task)); };
+  // The feed is owned by hashing_, the search by this callback: no cycle, and a reconciler
+  // destroyed meanwhile stops the reader before the callback could run.
+  options.finished = [this, search](const upload::FeedOutcome& outcome) {
+    hashing_.erase(search->job.id);
+    search->hashing = false;
+    if (outcome.sha256) {
+      search->sha256 = outcome.sha256;
+    } else {
+      search->file_problem = outcome.file_problem ? outcome.file_problem->message : "the file could not be read";
+    }
+    decide_when_ready(search);
+  };
+  search->hashing = true;
+  hashing_[search->job.id] = std::make_unique<upload::BodyFeed>(std::move(*file), std::move(options));
+}
+
+void InDoubtReconciler::send_instead(const std::shared_ptr<Search>& search) {
+  hashing_.erase(search->job.id);  // stops a hash still running
+  search->hashing = false;
+  search->done(std::nullopt);
 }
 
 void InDoubtReconciler::list_next_page(std::shared_ptr<Search> search, std::optional<std::string> after) {
@@ -54,7 +94,7 @@ void InDoubtReconciler::on_page(std::shared_ptr<Search> search, const upload::Ap
   if (!page) {
     const std::string why = answer.ok() ? "not a file list" : answer.reason;
     spdlog::warn("job {}: listing the server's files failed ({}); sending the file again", search->job.id, why);
-    return search->done(std::nullopt);
+    return send_instead(search);
   }
   const WallTime floor = search->since - store::kInDoubtClockMargin;
   bool reached_floor = false;
@@ -64,19 +104,38 @@ void InDoubtReconciler::on_page(std::shared_ptr<Search> search, const upload::Ap
     }
     if (auto entry = listed(file)) search->files.push_back(std::move(*entry));
   }
-  if (!page->has_more || reached_floor) return decide(search);
+  if (!page->has_more || reached_floor) {
+    search->listed = true;
+    return decide_when_ready(search);
+  }
   if (search->files.size() >= kMaxListedFiles || !page->last_id) {
     spdlog::warn("job {}: the server's file list goes on past {} files; sending the file again", search->job.id,
                  search->files.size());
-    return search->done(std::nullopt);
+    return send_instead(search);
   }
   list_next_page(search, page->last_id);
 }
 
+void InDoubtReconciler::decide_when_ready(const std::shared_ptr<Search>& search) {
+  if (!search->listed || search->hashing) return;
+  if (search->file_problem) {
+    // The send reads the file again and reports what is wrong with it.
+    spdlog::info("job {}: not adopting a copy: its file could not be hashed ({})", search->job.id,
+                 *search->file_problem);
+    return send_instead(search);
+  }
+  decide(search);
+}
+
 void InDoubtReconciler::decide(std::shared_ptr<Search> search) {
   store_.call(
-      [id = search->job.id, since = search->since, files = std::move(search->files),
-       now = clock_.now()](store::JobStore& s) {
+      [id = search->job.id, file = search->job.file, sha256 = search->sha256, since = search->since,
+       files = std::move(search->files), now = clock_.now()](store::JobStore& s) -> Result<store::Reconciliation> {
+        if (sha256) {
+          auto stored = s.set_sha256(id, *sha256, file, now);
+          if (!stored) return stored.error();
+          if (!*stored) return store::Reconciliation{false, std::nullopt, "the file changed since it was queued"};
+        }
         return s.reconcile(
             id, since, files, [](std::string_view name) { return upload::recorded_filename(name); }, now);
       },

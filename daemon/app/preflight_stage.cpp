@@ -1,5 +1,6 @@
 #include "app/preflight_stage.hpp"
 
+#include "app/job_source.hpp"
 #include "app/upload_scheduler.hpp"
 #include "preflight/archive_check.hpp"
 #include "upload/source_file.hpp"
@@ -14,10 +15,6 @@ namespace asio = boost::asio;
 constexpr std::size_t kBatch = 64;
 // Files read at once before their claim; each read is one thread, mostly waiting for the disk.
 constexpr std::size_t kParallelReads = 2;
-
-upload::FileIdentity to_upload_identity(const store::FileIdentity& f) {
-  return upload::FileIdentity{f.device, f.inode, f.size_bytes, f.mtime_ns};
-}
 
 }  // namespace
 
@@ -91,7 +88,7 @@ void PreflightStage::start_next() {
   while (!stopped_ && reading_.size() < kParallelReads && !queue_.empty()) {
     store::Job job = std::move(queue_.front());
     queue_.pop_front();
-    auto file = upload::SourceFile::open(job.current_path.value_or(job.path), to_upload_identity(job.file));
+    auto file = upload::SourceFile::open(source_path(job), upload_identity(job.file));
     if (!file) {
       on_file_problem(job, file.error());
       continue;

@@ -1,6 +1,7 @@
 #include "app/upload_scheduler.hpp"
 
 #include "app/job_file_actions.hpp"
+#include "app/job_source.hpp"
 
 #include <spdlog/spdlog.h>
 
@@ -20,14 +21,6 @@ constexpr auto kStoreErrorPause = 1s;
 // At most one line per this interval about retried attempts (issue #9: an hour-long outage
 // must not write one line per job per retry); the rest go to debug and are counted.
 constexpr auto kRetryLogInterval = 1min;
-
-upload::FileIdentity to_upload_identity(const store::FileIdentity& f) {
-  return upload::FileIdentity{f.device, f.inode, f.size_bytes, f.mtime_ns};
-}
-
-store::FileIdentity to_store_identity(const upload::FileIdentity& f) {
-  return store::FileIdentity{f.device, f.inode, f.size, f.mtime_ns};
-}
 
 // The server may have stored the file although no usable answer was recorded: the whole body
 // went out and then came no definite answer (a reset, a timeout, a 2xx without an OpenAIFile, or
@@ -51,7 +44,7 @@ UploadScheduler::UploadScheduler(asio::io_context& io, StoreClient& store, uploa
       events_(events),
       settings_(std::move(settings)),
       policy_(settings_.config.retry, seed),
-      reconciler_(store, pool, clock),
+      reconciler_(io, store, pool, clock),
       wakeup_(io) {}
 
 void UploadScheduler::start() {
@@ -307,8 +300,7 @@ void UploadScheduler::start_upload(store::Job job, int attempt) {
   // A job's first try is news; its retries are counted in the retry summary instead, so an
   // outage does not write one line per job per retry.
   spdlog::log(job.attempts == 0 ? spdlog::level::info : spdlog::level::debug,
-              "job {}: uploading {} ({} bytes, attempt {})", id, job.current_path.value_or(job.path).string(),
-              job.size_bytes, attempt);
+              "job {}: uploading {} ({} bytes, attempt {})", id, source_path(job).string(), job.size_bytes, attempt);
   auto& flight = in_flight_.emplace(id, InFlight{std::move(job), attempt, 0, clock_.now(), std::nullopt}).first->second;
   if (tokens_ != nullptr) {
     auto token = tokens_->token_for(flight.job.token_file);
@@ -364,10 +356,10 @@ void UploadScheduler::send_upload(store::JobId id) {
   const store::Job& job = in_flight_.at(id).job;
   upload::UploadRequest request;
   request.job_id = job.id;
-  request.path = job.current_path.value_or(job.path);
+  request.path = source_path(job);
   request.filename = job.path.filename().string();
   request.project_id = job.project_id;
-  request.expected = to_upload_identity(job.file);
+  request.expected = upload_identity(job.file);
   request.compute_sha256 = !job.sha256.has_value();
   request.token = in_flight_.at(id).token;
   add_preflight(request, job);
@@ -473,7 +465,7 @@ void UploadScheduler::record(const InFlight& flight, const upload::UploadResult&
   report.http_status = result.http_status;
   report.bytes_sent = result.bytes_sent;
   report.counts_toward_attempts = decision.counts;
-  report.sent_file = to_store_identity(result.file_after);
+  report.sent_file = store_identity(result.file_after);
   report.in_doubt = left_in_doubt(result, decision.verdict);
   if (!decision.reason.empty()) {
     report.error = decision.reason;

@@ -146,6 +146,29 @@ TEST_F(InDoubtTest, SigkillAfterTheServerStoredTheFileIsReconciledAtTheNextStart
   EXPECT_EQ(j.attempts[0].outcome, AttemptOutcome::aborted);
 }
 
+// The hash the lost attempt computed beside its send died with it (the kill came before its
+// commit; here the column is cleared while the daemon is down, as a user's sqlite3 could):
+// the adopted job still gets its file's sha256 before the file is let go.
+TEST_F(InDoubtTest, AnAdoptedJobWhoseHashWasLostIsHashedBeforeItsFileIsLetGo) {
+  api_->push_fault(fault(FaultKind::slow, [](Fault& f) { f.stall_for = 30s; }));
+  daemon_ = start_ready_daemon();
+  const auto archive = drop_distinct("model.zip", 41);
+  ASSERT_TRUE(wait_until([&] { return api_->files().size() == 1; }, 30s)) << daemon_->stderr_text();
+  daemon_->signal(SIGKILL);
+  daemon_->wait(10s);
+  {
+    auto db = store::Connection::open(database_, store::OpenMode::existing_only, 1000ms);
+    ASSERT_TRUE(db) << db.error().message;
+    auto cleared = db->execute("UPDATE jobs SET sha256 = NULL");
+    ASSERT_TRUE(cleared) << cleared.error().message;
+  }
+  daemon_ = start_ready_daemon();
+  const auto j = wait_for_success();
+  expect_adopted_the_one_copy(j);
+  EXPECT_EQ(j.job.sha256, contents_.at(archive.string()));
+  expect_each_job_holds_its_own_content();
+}
+
 struct FailedListing {
   std::string name;
   Fault fault;

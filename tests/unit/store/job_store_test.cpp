@@ -6,6 +6,9 @@
 #include <unistd.h>
 
 #include <gtest/gtest.h>
+#include <sqlite3.h>
+
+#include <cstdio>
 
 namespace modeldrop::store {
 namespace {
@@ -445,6 +448,59 @@ TEST_F(JobStoreTest, ADuplicateSucceedsAtOnceWithTheEarlierUpload) {
   EXPECT_EQ(job.duplicate_of, original);
   EXPECT_EQ(job.attempts, 0);
   EXPECT_TRUE(must(store().job_with_attempts(copy))->attempts.empty()) << "no attempt recorded";
+}
+
+// A thousand archives of one size are a normal drop (a batch of fixed-size shards). Every claim,
+// wake-up and job end runs these queries, so each must search an index, not walk the queue
+// once per queued job. Measured in SQLite VM instructions (a count, not a time): doubling the
+// queue may at most double a query's work, and the index searches barely grow.
+TEST_F(JobStoreTest, DedupeQueriesDoNotGrowWithTheSquareOfSameSizeJobs) {
+  const std::string first_hash = std::string(63, '0') + "f";
+  const JobId done = uploading_job("/spool/in/first.zip", 1);
+  must(store().set_sha256(done, first_hash, file_identity(1), t0()));
+  must(store().finish_attempt(success(done), t0()));
+  std::uint64_t next_inode = 2;
+  const auto add_hashed = [&](int count) {
+    for (int i = 0; i < count; ++i, ++next_inode) {
+      const JobId id = add("/spool/in/" + std::to_string(next_inode) + ".zip", next_inode);
+      char hash[65];
+      std::snprintf(hash, sizeof hash, "%064llx", static_cast<unsigned long long>(next_inode));
+      must(store().set_sha256(id, hash, file_identity(next_inode), t0()));
+    }
+  };
+  std::uint64_t steps = 0;
+  sqlite3_progress_handler(
+      store().connection().handle(), 10,
+      [](void* counter) {
+        ++*static_cast<std::uint64_t*>(counter);
+        return 0;
+      },
+      &steps);
+  struct Work {
+    std::uint64_t next_due, duplicates, to_hash, unhashed;
+  };
+  const auto measure = [&] {
+    const auto count = [&](auto&& query) {
+      steps = 0;
+      query();
+      return steps;
+    };
+    return Work{count([&] { must(store().next_due_at_unique(t0())); }),
+                count([&] { must(store().pending_duplicates_of(done)); }),
+                count([&] { must(store().pending_to_hash_first(64)); }),
+                count([&] { must(store().pending_without_sha256(64)); })};
+  };
+  add_hashed(500);
+  const Work small = measure();
+  add_hashed(500);
+  const Work large = measure();
+  sqlite3_progress_handler(store().connection().handle(), 0, nullptr, nullptr);
+  EXPECT_LT(large.next_due, 3 * small.next_due + 10) << small.next_due << " -> " << large.next_due;
+  EXPECT_LT(large.duplicates, small.duplicates + small.duplicates / 2 + 10)
+      << small.duplicates << " -> " << large.duplicates;
+  EXPECT_LT(large.to_hash, small.to_hash + small.to_hash / 2 + 10) << small.to_hash << " -> " << large.to_hash;
+  EXPECT_LT(large.unhashed, small.unhashed + small.unhashed / 2 + 10) << small.unhashed << " -> " << large.unhashed;
+  EXPECT_EQ(must(store().claim_next_unique(t0()))->id, done + 1) << "the queries above must still find the work";
 }
 
 TEST_F(JobStoreTest, DedupeMatchesProjectsExactly) {
