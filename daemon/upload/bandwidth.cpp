@@ -9,13 +9,18 @@ namespace {
 // The burst: 50 ms of the rate, at least one TLS record's worth of plaintext.
 constexpr double kBurstSeconds = 0.05;
 constexpr double kRecordBytes = 16 * 1024;
+// A session that must wait waits for 2 ms of the rate (between one record and 256 KiB): at
+// 256 MiB/s a wait per record would wake the loop 16,000 times a second for 16 KiB each, about
+// half a CPU second per GiB of timers and small writes; this wakes it about 1,000 times.
+constexpr double kWaitSeconds = 0.002;
+constexpr double kMaxWaitBytes = 256 * 1024;
 
 }  // namespace
 
 void TokenBucket::set_rate(std::uint64_t bytes_per_second, TimePoint now) {
   rate_ = bytes_per_second;
   capacity_ = std::max(static_cast<double>(rate_) * kBurstSeconds, kRecordBytes);
-  min_grant_ = std::min(kRecordBytes, capacity_);
+  min_grant_ = std::min(std::clamp(static_cast<double>(rate_) * kWaitSeconds, kRecordBytes, kMaxWaitBytes), capacity_);
   tokens_ = capacity_;
   last_refill_ = now;
 }

@@ -27,7 +27,9 @@ class TokenBucket {
   [[nodiscard]] double capacity() const { return capacity_; }
 
   // Up to `wanted` bytes. Grants are never smaller than min(wanted, min_grant) so that a
-  // capped upload still writes whole TLS records rather than a trickle of tiny ones.
+  // capped upload still writes whole TLS records rather than a trickle of tiny ones; min_grant
+  // is 2 ms of the rate (at least one 16 KiB record, at most 256 KiB), so that a fast capped
+  // upload is not woken for every record.
   Grant take(std::size_t wanted, TimePoint now);
 
  private:

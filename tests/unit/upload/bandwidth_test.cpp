@@ -65,6 +65,23 @@ TEST(TokenBucket, LowRatesStillGrantWholeRecords) {
   EXPECT_EQ(bucket.take(100'000, kStart).wait, 16384ms);
 }
 
+TEST(TokenBucket, FastCapsWaitForMoreThanOneRecord) {
+  // 256 MiB/s: a waiting session waits for 256 KiB (about 1 ms), not for each 16 KiB record
+  // (61 us), so a capped multi-GiB upload wakes the loop ~1,000 times a second, not 16,000.
+  constexpr std::uint64_t rate = 256ULL * 1024 * 1024;
+  TokenBucket bucket(rate, kStart);
+  (void)bucket.take(1U << 30U, kStart);  // the burst
+  const auto empty = bucket.take(1U << 30U, kStart);
+  EXPECT_EQ(empty.bytes, 0U);
+  EXPECT_GT(empty.wait, 976us) << "256 KiB at 256 MiB/s";
+  EXPECT_LT(empty.wait, 977us);
+  EXPECT_EQ(bucket.take(1U << 30U, kStart + empty.wait).bytes, 256U * 1024U);
+  // 20 MB/s: 2 ms of the rate, 40 kB.
+  TokenBucket slower(20'000'000, kStart);
+  (void)slower.take(1U << 30U, kStart);
+  EXPECT_EQ(slower.take(1U << 30U, kStart).wait, 2ms);
+}
+
 TEST(TokenBucket, ChangingTheRateRefills) {
   TokenBucket bucket(1'000'000, kStart);
   (void)bucket.take(50'000, kStart);
