@@ -195,7 +195,11 @@ void PreflightStage::job_finished(const store::Job& job) {
   if (stopped_) return;
   if (job.state == store::JobState::succeeded) passed_.erase(job.id);
   if (job.state == store::JobState::succeeded && job.sha256 && config_.upload.dedupe) complete_duplicates_of(job.id);
-  sweep();
+  // Only a job back in the queue can need its hash first now (a retry whose attempt stopped
+  // before it read the whole file, with a same-size job around). Any other end makes no pending
+  // job newly need one: each had that need from its sibling's start, and the sweeps on new jobs
+  // and after each batch found it. (A sweep per job end cost a store round trip per archive.)
+  if (job.state == store::JobState::pending) sweep();
 }
 
 void PreflightStage::complete_duplicates_of(store::JobId succeeded) {

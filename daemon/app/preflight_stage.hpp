@@ -44,7 +44,7 @@ class PreflightStage {
   PreflightStage(const PreflightStage&) = delete;
   PreflightStage& operator=(const PreflightStage&) = delete;
 
-  // Looks for pending jobs to hash first (startup, new jobs, CLI changes, a job's end).
+  // Looks for pending jobs to hash first (startup, new jobs, CLI changes, a job back in the queue).
   void sweep();
   void reconfigure(config::Config config);
   void stop();
