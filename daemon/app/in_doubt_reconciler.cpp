@@ -6,7 +6,6 @@
 #include "upload/source_file.hpp"
 
 #include <spdlog/spdlog.h>
-#include <boost/asio/post.hpp>
 
 namespace modeldrop::app {
 namespace {
@@ -53,30 +52,22 @@ void InDoubtReconciler::start_hash(const std::shared_ptr<Search>& search) {
     search->file_problem = file.error().message;
     return;
   }
-  upload::FeedOptions options;
-  options.hash = true;
-  options.keep_bytes = false;
-  options.block_bytes = 1U << 20U;
-  options.post = [&io = io_](std::function<void()> task) { boost::asio::post(io, std::move(task)); };
   // The feed is owned by hashing_, the search by this callback: no cycle, and a reconciler
   // destroyed meanwhile stops the reader before the callback could run.
-  options.finished = [this, search](const upload::FeedOutcome& outcome) {
+  auto options = hash_only_feed(io_, {}, [this, search](const upload::FeedOutcome& outcome) {
     hashing_.erase(search->job.id);
-    search->hashing = false;
     if (outcome.sha256) {
       search->sha256 = outcome.sha256;
     } else {
       search->file_problem = outcome.file_problem ? outcome.file_problem->message : "the file could not be read";
     }
     decide_when_ready(search);
-  };
-  search->hashing = true;
+  });
   hashing_[search->job.id] = std::make_unique<upload::BodyFeed>(std::move(*file), std::move(options));
 }
 
 void InDoubtReconciler::send_instead(const std::shared_ptr<Search>& search) {
   hashing_.erase(search->job.id);  // stops a hash still running
-  search->hashing = false;
   search->done(std::nullopt);
 }
 
@@ -117,7 +108,7 @@ void InDoubtReconciler::on_page(std::shared_ptr<Search> search, const upload::Ap
 }
 
 void InDoubtReconciler::decide_when_ready(const std::shared_ptr<Search>& search) {
-  if (!search->listed || search->hashing) return;
+  if (!search->listed || hashing_.contains(search->job.id)) return;
   if (search->file_problem) {
     // The send reads the file again and reports what is wrong with it.
     spdlog::info("job {}: not adopting a copy: its file could not be hashed ({})", search->job.id,

@@ -51,8 +51,7 @@ class InDoubtReconciler {
     std::vector<store::ListedFile> files;
     std::function<void(std::optional<store::Job>)> done;
     bool listed = false;                // the listing reached the window's start
-    bool hashing = false;               // the file's hash is being computed
-    std::optional<std::string> sha256;  // the file's, when it had to be computed here
+    std::optional<std::string> sha256;  // the file's, when it had to be computed here (hashing_)
     std::optional<std::string> file_problem;
   };
 
@@ -67,7 +66,8 @@ class InDoubtReconciler {
   StoreClient& store_;
   upload::UploadPool& pool_;
   const Clock& clock_;
-  std::map<store::JobId, std::unique_ptr<upload::BodyFeed>> hashing_;  // last: stopped first
+  // The hashes being computed, by job; last: stopped first.
+  std::map<store::JobId, std::unique_ptr<upload::BodyFeed>> hashing_;
 };
 
 }  // namespace modeldrop::app

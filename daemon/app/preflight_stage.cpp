@@ -6,7 +6,6 @@
 #include "upload/source_file.hpp"
 
 #include <spdlog/spdlog.h>
-#include <boost/asio/post.hpp>
 
 namespace modeldrop::app {
 namespace {
@@ -93,13 +92,8 @@ void PreflightStage::start_next() {
       on_file_problem(job, file.error());
       continue;
     }
-    upload::FeedOptions options;
-    options.hash = true;
-    options.keep_bytes = false;
-    options.block_bytes = 1U << 20U;
-    options.check = check_for(job);
-    options.post = [&io = io_](std::function<void()> task) { asio::post(io, std::move(task)); };
-    options.finished = [this, job](const upload::FeedOutcome& outcome) { on_read(job, outcome); };
+    auto options =
+        hash_only_feed(io_, check_for(job), [this, job](const upload::FeedOutcome& outcome) { on_read(job, outcome); });
     reading_.emplace(job.id, std::make_unique<upload::BodyFeed>(std::move(*file), std::move(options)));
   }
 }

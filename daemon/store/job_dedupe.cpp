@@ -128,10 +128,10 @@ Result<std::optional<WallTime>> JobStore::next_due_at_unique(WallTime now, HeldT
 
 Result<std::vector<Job>> JobStore::pending_to_hash_first(std::size_t limit) {
   static const std::string sql = select_jobs(
-      "j INDEXED BY jobs_pending_unhashed WHERE j.state = 'pending' AND j.sha256 IS NULL AND EXISTS (SELECT 1 FROM "
-      "jobs o WHERE o.size_bytes = "
-      "j.size_bytes AND o.state IN ('pending', 'uploading', 'succeeded') AND o.id <> j.id AND o.project_id IS "
-      "j.project_id AND o.token_file IS j.token_file) ORDER BY j.id LIMIT ?1");
+      "j INDEXED BY jobs_pending_unhashed WHERE j.state = 'pending' AND j.sha256 IS NULL "
+      "AND EXISTS (SELECT 1 FROM jobs o WHERE o.size_bytes = j.size_bytes "
+      "AND o.state IN ('pending', 'uploading', 'succeeded') AND o.id <> j.id AND o.project_id IS j.project_id "
+      "AND o.token_file IS j.token_file) ORDER BY j.id LIMIT ?1");
   return db_.query_all(sql, read_job, limit);
 }
 

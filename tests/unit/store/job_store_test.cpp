@@ -451,7 +451,7 @@ TEST_F(JobStoreTest, ADuplicateSucceedsAtOnceWithTheEarlierUpload) {
 }
 
 // A thousand archives of one size are a normal drop (a batch of fixed-size shards). Every claim,
-// wake-up and job end runs these queries, so each must search an index, not walk the queue
+// wake-up, success and preflight sweep runs these queries, so each must search an index, not walk the queue
 // once per queued job. Measured in SQLite VM instructions (a count, not a time): doubling the
 // queue may at most double a query's work, and the index searches barely grow.
 TEST_F(JobStoreTest, DedupeQueriesDoNotGrowWithTheSquareOfSameSizeJobs) {
