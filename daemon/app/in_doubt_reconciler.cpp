@@ -25,25 +25,16 @@ std::optional<store::ListedFile> listed(const upload::OpenAIFile& file) {
 
 }  // namespace
 
-void InDoubtReconciler::before_sending(const store::Job& job, std::optional<std::string> token,
+void InDoubtReconciler::before_sending(const store::Job& job, WallTime since, std::optional<std::string> token,
                                        std::function<void(std::optional<store::Job>)> done) {
   auto search = std::make_shared<Search>();
   search->job = job;
+  search->since = since;
   search->token = std::move(token);
   search->done = std::move(done);
-  store_.call([id = job.id](store::JobStore& s) { return s.in_doubt_since(id); },
-              [this, search](Result<std::optional<WallTime>> since) {
-                if (!since) {
-                  spdlog::warn("job {}: cannot read its attempts: {}; sending", search->job.id, since.error().message);
-                  return search->done(std::nullopt);
-                }
-                if (!*since) return search->done(std::nullopt);
-                search->since = **since;
-                spdlog::info("job {}: an earlier attempt is in doubt; looking for its copy among the server's files",
-                             search->job.id);
-                if (!search->job.sha256) start_hash(search);
-                list_next_page(search, std::nullopt);
-              });
+  spdlog::info("job {}: an earlier attempt is in doubt; looking for its copy among the server's files", job.id);
+  if (!search->job.sha256) start_hash(search);
+  list_next_page(search, std::nullopt);
 }
 
 void InDoubtReconciler::start_hash(const std::shared_ptr<Search>& search) {

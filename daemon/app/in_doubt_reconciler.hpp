@@ -34,10 +34,11 @@ class InDoubtReconciler {
   InDoubtReconciler(const InDoubtReconciler&) = delete;
   InDoubtReconciler& operator=(const InDoubtReconciler&) = delete;
 
-  // `job` is claimed and its attempt open. `done` gets the job as adoption left it (succeeded),
-  // or none: send the file. It always runs, on the event loop, never inside this call.
+  // `job` is claimed and its attempt open; its earliest attempt in doubt started at `since`
+  // (JobStore::in_doubt_since). `done` gets the job as adoption left it (succeeded), or none:
+  // send the file. It always runs, on the event loop, never inside this call.
   // The listing carries the job's `token` (none: the pool's own), as its upload will.
-  void before_sending(const store::Job& job, std::optional<std::string> token,
+  void before_sending(const store::Job& job, WallTime since, std::optional<std::string> token,
                       std::function<void(std::optional<store::Job>)> done);
 
   // How many files one look at the listing reads at most before it gives up (and the file is sent).

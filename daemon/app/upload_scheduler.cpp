@@ -123,7 +123,7 @@ void UploadScheduler::stop(std::function<void()> done) {
 }
 
 void UploadScheduler::finish_stop_if_idle() {
-  if (stopping_ && in_flight_.empty() && !claiming_ && stopped_) {
+  if (stopping_ && in_flight_.empty() && claims_out_ == 0 && stopped_) {
     auto done = std::move(stopped_);
     stopped_ = nullptr;
     done();
@@ -174,8 +174,8 @@ void UploadScheduler::dispatch() {
     arm_wakeup(holds_.next_change(now));
     return;
   }
-  if (claiming_) return;
-  const std::size_t free = pool_.free_sessions() - std::min(pool_.free_sessions(), reconciling_);
+  const std::size_t taken = reconciling_ + claims_out_;
+  const std::size_t free = pool_.free_sessions() - std::min(pool_.free_sessions(), taken);
   if (free == 0) return;  // an upload's end calls dispatch again
   // A held token's jobs wait; the others' are claimed as usual (schedule_next_due also wakes up
   // when a hold may end by itself).
@@ -183,14 +183,14 @@ void UploadScheduler::dispatch() {
 }
 
 void UploadScheduler::claim(std::size_t count, std::vector<TokenKey> held) {
-  claiming_ = true;
+  claims_out_ += count;
   const WallTime now = clock_.now();
   const bool require_sha256 = settings_.config.upload.dedupe;
   const auto add_project = settings_.config.api.project_id;
   store_.call(
       [count, now, require_sha256, add_project,
-       held = std::move(held)](store::JobStore& s) -> Result<std::vector<std::pair<store::Job, int>>> {
-        std::vector<std::pair<store::Job, int>> claimed;
+       held = std::move(held)](store::JobStore& s) -> Result<std::vector<Claimed>> {
+        std::vector<Claimed> claimed;
         for (std::size_t i = 0; i < count; ++i) {
           auto job = require_sha256 ? s.claim_next_unique(now, held) : s.claim_next(now, false, held);
           if (!job) return job.error();
@@ -202,32 +202,36 @@ void UploadScheduler::claim(std::size_t count, std::vector<TokenKey> held) {
           }
           auto attempt = s.begin_attempt((*job)->id, now);
           if (!attempt) return attempt.error();
-          claimed.emplace_back(std::move(**job), *attempt);
+          // Read here, in the claim's own visit to the store thread: a job with nothing in
+          // doubt (nearly all) then starts without another round trip.
+          auto since = s.in_doubt_since((*job)->id);
+          if (!since) return since.error();
+          claimed.push_back(Claimed{std::move(**job), *attempt, *since});
         }
         return claimed;
       },
-      [this](Result<std::vector<std::pair<store::Job, int>>> claimed) { on_claimed(std::move(claimed)); });
+      [this, count](Result<std::vector<Claimed>> claimed) { on_claimed(count, std::move(claimed)); });
 }
 
-void UploadScheduler::on_claimed(Result<std::vector<std::pair<store::Job, int>>> claimed) {
-  claiming_ = false;
+void UploadScheduler::on_claimed(std::size_t asked, Result<std::vector<Claimed>> claimed) {
+  claims_out_ -= asked;
   if (!claimed) {
     spdlog::warn("store: cannot claim the next job: {} (trying again shortly)", claimed.error().message);
     arm_wakeup(clock_.now() + kStoreErrorPause);
     return;
   }
   const bool got_any = !claimed->empty();
-  for (auto& [job, attempt] : *claimed) {
+  for (auto& one : *claimed) {
     if (stopping_) {
       // Claimed while the stop began: give it back untouched.
-      store_.run([id = job.id, now = clock_.now()](store::JobStore& s) {
+      store_.run([id = one.job.id, now = clock_.now()](store::JobStore& s) {
         if (auto r = s.release_claim(id, std::nullopt, now); !r) {
           spdlog::error("store: job {}: cannot give back its claim: {}", id, r.error().message);
         }
       });
       continue;
     }
-    start_upload(std::move(job), attempt);
+    start_upload(std::move(one));
   }
   if (stopping_) {
     finish_stop_if_idle();
@@ -295,7 +299,9 @@ void UploadScheduler::arm_wakeup(std::optional<WallTime> at) {
   });
 }
 
-void UploadScheduler::start_upload(store::Job job, int attempt) {
+void UploadScheduler::start_upload(Claimed claimed) {
+  store::Job& job = claimed.job;
+  const int attempt = claimed.attempt;
   const store::JobId id = job.id;
   // A job's first try is news; its retries are counted in the retry summary instead, so an
   // outage does not write one line per job per retry.
@@ -321,8 +327,9 @@ void UploadScheduler::start_upload(store::Job job, int attempt) {
     }
     flight.token = std::move(*token);
   }
+  if (!claimed.in_doubt_since) return send_upload(id);
   ++reconciling_;
-  reconciler_.before_sending(flight.job, flight.token,
+  reconciler_.before_sending(flight.job, *claimed.in_doubt_since, flight.token,
                              [this, id](std::optional<store::Job> adopted) { on_reconciled(id, std::move(adopted)); });
 }
 

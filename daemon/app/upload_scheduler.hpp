@@ -86,8 +86,15 @@ class UploadScheduler {
 
   void dispatch();
   void claim(std::size_t count, std::vector<TokenKey> held);
-  void on_claimed(Result<std::vector<std::pair<store::Job, int>>> claimed);
-  void start_upload(store::Job job, int attempt);
+  // A job the store handed over, its attempt open, and the start of its earliest attempt
+  // still in doubt (none: nothing to look for on the server, so it is sent at once).
+  struct Claimed {
+    store::Job job;
+    int attempt = 0;
+    std::optional<WallTime> in_doubt_since;
+  };
+  void on_claimed(std::size_t asked, Result<std::vector<Claimed>> claimed);
+  void start_upload(Claimed claimed);
   void on_reconciled(store::JobId id, std::optional<store::Job> adopted);
   void send_upload(store::JobId id);
   void add_preflight(upload::UploadRequest& request, const store::Job& job);
@@ -116,7 +123,9 @@ class UploadScheduler {
   std::size_t reconciling_ = 0;  // claimed jobs looking for an in-doubt copy: they hold a session
   std::map<store::JobId, InFlight> in_flight_;
   boost::asio::steady_timer wakeup_;
-  bool claiming_ = false;
+  // Sessions asked for by claims still on their way back from the store. Claims overlap: a
+  // session freed while another claim is out asks at once instead of waiting for it.
+  std::size_t claims_out_ = 0;
   bool stopping_ = false;
   JobTokens* tokens_ = nullptr;
   std::function<void()> stopped_;

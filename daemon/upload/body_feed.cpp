@@ -12,7 +12,7 @@ BodyFeed::BodyFeed(SourceFile file, FeedOptions options)
       held_(std::min<std::uint64_t>(size_, std::max<std::size_t>(options_.block_bytes, 1))) {
   options_.block_bytes = std::max<std::size_t>(options_.block_bytes, 4096);
   options_.blocks = std::max<std::size_t>(options_.blocks, 3);  // the held tail may straddle two
-  reader_ = std::thread([this] { run(); });
+  reader_ = PooledThread([this] { run(); });
 }
 
 BodyFeed::~BodyFeed() {
@@ -22,7 +22,7 @@ BodyFeed::~BodyFeed() {
     waiter_ = nullptr;
   }
   space_.notify_all();
-  if (reader_.joinable()) reader_.join();
+  reader_.join();
 }
 
 void BodyFeed::run() {

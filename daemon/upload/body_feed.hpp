@@ -6,6 +6,7 @@
 // the file's final bytes are handed out only once both are done and the check has passed,
 // so a body refused by the check is cut off before the server could hold all of it.
 
+#include "common/pooled_thread.hpp"
 #include "upload/attempt.hpp"
 #include "upload/source_file.hpp"
 
@@ -19,7 +20,6 @@
 #include <optional>
 #include <span>
 #include <string>
-#include <thread>
 #include <vector>
 
 namespace modeldrop::upload {
@@ -98,7 +98,7 @@ class BodyFeed {
   bool cancelled_ = false;
   FeedOutcome outcome_;
   std::function<void()> waiter_;
-  std::thread reader_;
+  PooledThread reader_;
 };
 
 }  // namespace modeldrop::upload
