@@ -849,5 +849,42 @@ TEST_F(JobStoreTest, ChangesByAnotherConnectionAreSeenOnce) {
   EXPECT_FALSE(must(store().external_change_seen()));
 }
 
+// The hook trigger (migrations 0002, 0004) rewrites a row only when its hook columns change:
+// without hooks a claim and an end write the job's row once, not twice.
+TEST_F(StoreTest, TheHookTriggerWritesARowOnlyWhenItsHookColumnsChange) {
+  auto hook_of = [&](JobId id) {
+    return must(store().connection().query_one(
+        "SELECT coalesce(hook_state, '-') || '/' || (hook_finished_at IS NULL) FROM jobs WHERE id = ?1",
+        [](const Statement& row) { return row.text(0); }, id));
+  };
+  // Rows written by moving job `id` to `state` (with the columns each state requires), the
+  // trigger's own writes included.
+  auto rows_written_moving = [&](JobId id, const std::string& state) {
+    const std::string final_state = "'" + state + "' IN ('succeeded', 'failed', 'cancelled')";
+    const auto before = sqlite3_total_changes64(store().connection().handle());
+    must(store().connection().execute(
+        "UPDATE jobs SET state = '" + state + "', finished_at = CASE WHEN " + final_state +
+        " THEN '2026-03-01T12:00:00.000Z' END, file_id = CASE WHEN '" + state +
+        "' = 'succeeded' THEN 'file-a' END WHERE id = " + std::to_string(id)));
+    return sqlite3_total_changes64(store().connection().handle()) - before;
+  };
+  const JobId id = add("/spool/in/a.zip", 1);
+  EXPECT_EQ(rows_written_moving(id, "uploading"), 1) << "no hooks, not ending: the trigger has nothing to change";
+  EXPECT_EQ(rows_written_moving(id, "succeeded"), 1) << "no hooks: ending owes no hook";
+  EXPECT_EQ(hook_of(id), std::optional<std::string>("-/1"));
+
+  must(store().set_hooks_enabled(true));
+  const JobId hooked = add("/spool/in/b.zip", 2);
+  EXPECT_EQ(rows_written_moving(hooked, "uploading"), 1);
+  EXPECT_EQ(rows_written_moving(hooked, "failed"), 2) << "ending with hooks: the hook becomes due";
+  EXPECT_EQ(hook_of(hooked), std::optional<std::string>("due/1"));
+  must(store().finish_hook(hooked, t0()));
+  EXPECT_EQ(hook_of(hooked), std::optional<std::string>("done/0"));
+  // Leaving the final state again clears what the last end left, hooks or not.
+  must(store().set_hooks_enabled(false));
+  EXPECT_EQ(rows_written_moving(hooked, "pending"), 2);
+  EXPECT_EQ(hook_of(hooked), std::optional<std::string>("-/1"));
+}
+
 }  // namespace
 }  // namespace modeldrop::store
