@@ -31,7 +31,7 @@ asan: deps
 
 # The tests labelled `threads` (threads in the test process, or the threaded daemon as a child) run under TSan;
 # only their binaries are built.
-TSAN_TARGETS = common_tests store_worker_tests app_integration_tests daemon_e2e_tests fake_api_tests upload_integration_tests metrics_tests upload_tests hooks_tests
+TSAN_TARGETS = common_tests app_tests store_worker_tests app_integration_tests daemon_e2e_tests fake_api_tests upload_integration_tests metrics_tests upload_tests hooks_tests
 tsan: deps
 	cmake --preset tsan >/dev/null
 	cmake --build --preset tsan -j $(JOBS) --target $(TSAN_TARGETS)

@@ -280,6 +280,7 @@ int Daemon::run() {
         files_->dispose(job, setup_.config);
       });
   intake_->set_ended(publish_then_dispose(events_, dispose));  // a broken sidecar fails its job
+  files_->set_leaving([this](const std::filesystem::path& path) { intake_->expect_removal(path); });
   watcher_ = std::make_unique<watch::DropWatcher>(io_, setup_.config.watch, *intake_);
   watcher_->start();
 

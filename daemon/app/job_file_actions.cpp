@@ -99,6 +99,7 @@ void JobFileWork::dispose(const store::Job& job, const config::Config& config) {
   if (job.state != store::JobState::succeeded && job.state != store::JobState::failed) return;
   const auto* watch = watch_of(job, config);
   if (watch == nullptr || !job.current_path) return;
+  if (leaving_ && after_action_moves_file(job, config)) leaving_(*job.current_path);
   boost::asio::post(worker_, [this, job, watch = *watch, now = clock_.now()] {
     auto where = job.state == store::JobState::succeeded ? watch::apply_success_action(watch, *job.current_path)
                                                          : watch::apply_failure_action(watch, *job.current_path);

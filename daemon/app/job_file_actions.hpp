@@ -10,6 +10,9 @@
 
 #include <boost/asio/thread_pool.hpp>
 
+#include <filesystem>
+#include <functional>
+
 namespace modeldrop::app {
 
 // The watch entry a job came from; nullptr for `modeldrop add` jobs (their files stay put)
@@ -34,8 +37,11 @@ class JobFileWork {
   void dispose(const store::Job& job, const config::Config& config);
   // Waits for the actions already asked (the store must still take their paths).
   void stop();
+  // Told on the loop, before a move or delete starts, which file is about to leave its place.
+  void set_leaving(std::function<void(const std::filesystem::path&)> leaving) { leaving_ = std::move(leaving); }
 
  private:
+  std::function<void(const std::filesystem::path&)> leaving_;
   StoreClient& store_;
   const Clock& clock_;
   boost::asio::thread_pool worker_{1};

@@ -185,10 +185,14 @@ void PreflightStage::hashed_in_flight(const store::Job& job, const std::string& 
               });
 }
 
-void PreflightStage::job_finished(const store::Job& job) {
+void PreflightStage::job_finished(const store::Job& job, const std::optional<std::vector<store::Job>>& completed) {
   if (stopped_) return;
   if (job.state == store::JobState::succeeded) passed_.erase(job.id);
-  if (job.state == store::JobState::succeeded && job.sha256 && config_.upload.dedupe) complete_duplicates_of(job.id);
+  if (completed) {
+    dispose_duplicates(job.id, *completed);
+  } else if (job.state == store::JobState::succeeded && job.sha256 && config_.upload.dedupe) {
+    complete_duplicates_of(job.id);
+  }
   // Only a job back in the queue can need its hash first now (a retry whose attempt stopped
   // before it read the whole file, with a same-size job around). Any other end makes no pending
   // job newly need one: each had that need from its sibling's start, and the sweeps on new jobs
@@ -197,30 +201,24 @@ void PreflightStage::job_finished(const store::Job& job) {
 }
 
 void PreflightStage::complete_duplicates_of(store::JobId succeeded) {
-  store_.call(
-      [succeeded, now = clock_.now()](store::JobStore& s) -> Result<std::vector<store::Job>> {
-        auto waiting = s.pending_duplicates_of(succeeded);
-        if (!waiting) return waiting.error();
-        std::vector<store::Job> completed;
-        for (const auto& job : *waiting) {
-          auto duplicate = s.complete_as_duplicate(job.id, succeeded, now);
-          if (!duplicate) return duplicate.error();
-          completed.push_back(std::move(*duplicate));
-        }
-        return completed;
-      },
-      [this, succeeded](Result<std::vector<store::Job>> completed) {
-        if (!completed) {
-          spdlog::warn("store: cannot complete the duplicates of job {}: {}", succeeded, completed.error().message);
-          return;
-        }
-        for (const auto& job : *completed) {
-          spdlog::info("job {}: same content as job {}, uploaded meanwhile as {}; not sent", job.id, succeeded,
-                       job.file_id.value_or("?"));
-          dispose_(job);
-        }
-        if (!completed->empty()) claimable_();
-      });
+  store_.call([succeeded, now = clock_.now()](store::JobStore& s) { return s.complete_duplicates_of(succeeded, now); },
+              [this, succeeded](Result<std::vector<store::Job>> completed) {
+                if (!completed) {
+                  spdlog::warn("store: cannot complete the duplicates of job {}: {}", succeeded,
+                               completed.error().message);
+                  return;
+                }
+                dispose_duplicates(succeeded, *completed);
+              });
+}
+
+void PreflightStage::dispose_duplicates(store::JobId succeeded, const std::vector<store::Job>& completed) {
+  for (const auto& job : completed) {
+    spdlog::info("job {}: same content as job {}, uploaded meanwhile as {}; not sent", job.id, succeeded,
+                 job.file_id.value_or("?"));
+    dispose_(job);
+  }
+  if (!completed.empty()) claimable_();
 }
 
 upload::ContentCheck content_check_for(const store::Job& job, const config::Config&) {
@@ -253,7 +251,9 @@ void wire_preflight(UploadScheduler& scheduler, PreflightStage& stage) {
   scheduler.set_preflight({
       [&stage](const store::Job& job) { return stage.check_for(job); },
       [&stage](const store::Job& job, const std::string& sha256) { stage.hashed_in_flight(job, sha256); },
-      [&stage](const store::Job& job) { stage.job_finished(job); },
+      [&stage](const store::Job& job, const std::optional<std::vector<store::Job>>& completed) {
+        stage.job_finished(job, completed);
+      },
   });
 }
 

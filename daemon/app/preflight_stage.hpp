@@ -56,7 +56,9 @@ class PreflightStage {
   // waiting for it can tell whether they duplicate it.
   void hashed_in_flight(const store::Job& job, const std::string& sha256);
   // A job's attempt was recorded: a success completes the jobs that waited with its content.
-  void job_finished(const store::Job& job);
+  // `completed`: those the recording transaction already completed (the scheduler does it in
+  // the same commit); none: this stage looks for them itself.
+  void job_finished(const store::Job& job, const std::optional<std::vector<store::Job>>& completed);
 
  private:
   void start_next();
@@ -64,6 +66,7 @@ class PreflightStage {
   void on_file_problem(const store::Job& job, const upload::FileProblem& problem);
   void record(const store::Job& job, std::string sha256);
   void complete_duplicates_of(store::JobId succeeded);
+  void dispose_duplicates(store::JobId succeeded, const std::vector<store::Job>& completed);
 
   boost::asio::io_context& io_;
   StoreClient& store_;

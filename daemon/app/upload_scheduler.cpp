@@ -521,8 +521,13 @@ void UploadScheduler::record(const InFlight& flight, const upload::UploadResult&
                         result.http_status,
                         result.bytes_sent,
                         std::max<std::chrono::nanoseconds>(now - flight.started, std::chrono::nanoseconds{0})};
+  struct Recorded {
+    store::Job job;
+    std::optional<std::vector<store::Job>> completed;  // the duplicates a success completed
+  };
+  const bool dedupe = settings_.config.upload.dedupe;
   store_.call(
-      [report, now, sha256, source_removed](store::JobStore& s) -> Result<store::Job> {
+      [report, now, sha256, source_removed, dedupe](store::JobStore& s) -> Result<Recorded> {
         if (sha256 && report.sent_file) {
           // false (not stored) is expected: the file changed after it was hashed.
           if (auto r = s.set_sha256(report.job, *sha256, *report.sent_file, now); !r) {
@@ -530,24 +535,38 @@ void UploadScheduler::record(const InFlight& flight, const upload::UploadResult&
           }
         }
         auto job = s.finish_attempt(report, now);
-        if (job && source_removed && job->state == JobState::pending) return s.mark_source_removed(report.job, now);
-        return job;
+        if (job && source_removed && job->state == JobState::pending) job = s.mark_source_removed(report.job, now);
+        if (!job) return job.error();
+        Recorded recorded{std::move(*job), std::nullopt};
+        // The jobs that waited with a success's content complete from it in the same commit
+        // (not in a second visit to the store thread per archive).
+        if (dedupe && recorded.job.state == JobState::succeeded && recorded.job.sha256) {
+          auto completed = s.complete_duplicates_of(recorded.job.id, now);
+          if (completed) {
+            recorded.completed = std::move(*completed);
+          } else {
+            spdlog::warn("store: cannot complete the duplicates of job {}: {}", recorded.job.id,
+                         completed.error().message);
+          }
+        }
+        return recorded;
       },
-      [this, event = std::move(event)](Result<store::Job> job) mutable {
-        if (!job) {
-          spdlog::error("store: cannot record an attempt: {}", job.error().message);
+      [this, event = std::move(event)](Result<Recorded> recorded) mutable {
+        if (!recorded) {
+          spdlog::error("store: cannot record an attempt: {}", recorded.error().message);
           return;
         }
-        after_finish(*job, std::move(event));
+        after_finish(recorded->job, std::move(event), recorded->completed);
       });
 }
 
-void UploadScheduler::after_finish(const store::Job& job, AttemptFinished event) {
+void UploadScheduler::after_finish(const store::Job& job, AttemptFinished event,
+                                   const std::optional<std::vector<store::Job>>& completed) {
   event.job = job;
   events_.publish(event);
   if (job.state == JobState::succeeded || job.state == JobState::failed) events_.publish(JobFinished{job, false});
   if (dispose_) dispose_(job);
-  if (preflight_.finished) preflight_.finished(job);
+  if (preflight_.finished) preflight_.finished(job, completed);
 }
 
 void UploadScheduler::maybe_probe() {

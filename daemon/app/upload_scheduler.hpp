@@ -64,7 +64,8 @@ class UploadScheduler {
   struct PreflightHooks {
     std::function<upload::ContentCheck(const store::Job&)> check_for;
     std::function<void(const store::Job&, const std::string& sha256)> hashed;
-    std::function<void(const store::Job&)> finished;
+    // `completed`: the duplicates the recording commit completed from a success (dedupe on).
+    std::function<void(const store::Job&, const std::optional<std::vector<store::Job>>& completed)> finished;
   };
   void set_preflight(PreflightHooks hooks) { preflight_ = std::move(hooks); }
   // Runs a finished job's after-action (off the event loop).
@@ -101,7 +102,8 @@ class UploadScheduler {
   void on_upload_done(store::JobId id, upload::UploadResult result);
   void record(const InFlight& flight, const upload::UploadResult& result, const upload::Decision& decision);
   void log_retry(store::JobId id, int attempt, const upload::Decision& decision, WallTime now);
-  void after_finish(const store::Job& job, AttemptFinished event);
+  void after_finish(const store::Job& job, AttemptFinished event,
+                    const std::optional<std::vector<store::Job>>& completed = std::nullopt);
   void arm_wakeup(std::optional<WallTime> at);
   void schedule_next_due();
   void maybe_probe();

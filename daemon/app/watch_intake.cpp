@@ -19,7 +19,8 @@ struct WatchIntake::Queued {
 };
 
 void WatchIntake::file_ready(const watch::ReadyFile& file) {
-  unqueued_.erase(file.path);  // this report supersedes an earlier one that failed
+  unqueued_.erase(file.path);           // this report supersedes an earlier one that failed
+  expected_removals_.erase(file.path);  // a new file under the name: its removal matters
   store::NewJob job;
   job.path = file.path;
   job.watch_dir = file.watch_dir;
@@ -110,8 +111,14 @@ void WatchIntake::look_at_finished_job(store::JobId id, const std::filesystem::p
               });
 }
 
+void WatchIntake::expect_removal(const std::filesystem::path& path) {
+  if (expected_removals_.size() >= kMaxExpectedRemovals) expected_removals_.clear();
+  expected_removals_.insert(path);
+}
+
 void WatchIntake::file_removed(const std::filesystem::path& path) {
   unqueued_.erase(path);
+  if (expected_removals_.erase(path) != 0) return;
   store_.call(
       [path, now = clock_.now()](store::JobStore& s) -> Result<std::optional<store::JobId>> {
         auto job = s.pending_job_for_path(path);

@@ -12,6 +12,7 @@
 
 #include <functional>
 #include <map>
+#include <set>
 
 namespace modeldrop::app {
 
@@ -38,6 +39,14 @@ class WatchIntake final : public watch::WatchEvents {
   void file_ready(const watch::ReadyFile& file) override;
   void file_removed(const std::filesystem::path& path) override;
 
+  // The daemon is about to move or delete this file itself, its job ended: the removal the
+  // watcher reports next has no pending job to cancel, and needs no visit to the store
+  // (one per archive otherwise). A new report of the path (file_ready) voids it.
+  void expect_removal(const std::filesystem::path& path);
+  // At most this many expected removals are remembered (a move that failed never reports one);
+  // beyond, they are forgotten and each such removal is looked up as before.
+  static constexpr std::size_t kMaxExpectedRemovals = 4096;
+
  private:
   struct Queued;
   void retry_later(const watch::ReadyFile& file);
@@ -51,6 +60,7 @@ class WatchIntake final : public watch::WatchEvents {
   // Files the store refused to queue: the watcher reports a file once, so they are tried again
   // here until they are queued, changed (reported anew) or removed.
   std::map<std::filesystem::path, watch::ReadyFile> unqueued_;
+  std::set<std::filesystem::path> expected_removals_;
   boost::asio::steady_timer retry_timer_;
   bool retry_armed_ = false;
 };

@@ -147,4 +147,19 @@ Result<std::vector<Job>> JobStore::pending_duplicates_of(JobId succeeded) {
   return db_.query_all(sql, read_job, succeeded);
 }
 
+Result<std::vector<Job>> JobStore::complete_duplicates_of(JobId succeeded, WallTime now) {
+  auto write = AtomicWrite::begin(db_);
+  if (!write) return write.error();
+  auto waiting = pending_duplicates_of(succeeded);
+  if (!waiting) return waiting.error();
+  std::vector<Job> completed;
+  for (const auto& job : *waiting) {
+    auto duplicate = complete_as_duplicate(job.id, succeeded, now);
+    if (!duplicate) return duplicate.error();
+    completed.push_back(std::move(*duplicate));
+  }
+  if (auto committed = write->commit(); !committed) return committed.error();
+  return completed;
+}
+
 }  // namespace modeldrop::store

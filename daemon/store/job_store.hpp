@@ -378,6 +378,8 @@ class JobStore {
   Result<std::vector<Job>> pending_to_hash_first(std::size_t limit);
   // Pending jobs with the content and project of `succeeded` (they complete from it).
   Result<std::vector<Job>> pending_duplicates_of(JobId succeeded);
+  // Each of those succeeds from it (complete_as_duplicate), all or none; returns them.
+  Result<std::vector<Job>> complete_duplicates_of(JobId succeeded, WallTime now);
 
   // -- Requests from `modeldrop`, one result per named job.
   // Pending or uploading -> cancelled (a running upload learns of it via cancelled_among).

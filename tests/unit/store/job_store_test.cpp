@@ -450,6 +450,32 @@ TEST_F(JobStoreTest, ADuplicateSucceedsAtOnceWithTheEarlierUpload) {
   EXPECT_TRUE(must(store().job_with_attempts(copy))->attempts.empty()) << "no attempt recorded";
 }
 
+TEST_F(JobStoreTest, ASuccessCompletesEveryPendingCopyOfItsContentAtOnce) {
+  const std::string hash(64, 'a');
+  const JobId original = uploading_job("/spool/in/a.zip", 1);
+  const JobId copy1 = add("/spool/in/a1.zip", 2);
+  const JobId copy2 = add("/spool/in/a2.zip", 3);
+  const JobId other = add("/spool/in/b.zip", 4);
+  must(store().set_sha256(copy1, hash, file_identity(2), t0()));
+  must(store().set_sha256(copy2, hash, file_identity(3), t0()));
+  must(store().set_sha256(other, std::string(64, 'b'), file_identity(4), t0()));
+  EXPECT_TRUE(must(store().complete_duplicates_of(original, t0())).empty()) << "not succeeded yet";
+
+  must(store().set_sha256(original, hash, file_identity(1), t0()));
+  must(store().finish_attempt(success(original, "file-orig"), t0()));
+  const auto completed = must(store().complete_duplicates_of(original, t0() + 1s));
+  ASSERT_EQ(completed.size(), 2U);
+  EXPECT_EQ(completed[0].id, copy1);
+  EXPECT_EQ(completed[1].id, copy2);
+  for (const auto& job : completed) {
+    EXPECT_EQ(job.state, JobState::succeeded);
+    EXPECT_EQ(job.file_id, "file-orig");
+    EXPECT_EQ(job.duplicate_of, original);
+  }
+  EXPECT_EQ(must(store().find_job(other))->state, JobState::pending) << "other content waits for its own upload";
+  EXPECT_TRUE(must(store().complete_duplicates_of(original, t0() + 2s)).empty()) << "each is completed once";
+}
+
 // A thousand archives of one size are a normal drop (a batch of fixed-size shards). Every claim,
 // wake-up, success and preflight sweep runs these queries, so each must search an index, not walk the queue
 // once per queued job. Measured in SQLite VM instructions (a count, not a time): doubling the
@@ -862,10 +888,9 @@ TEST_F(StoreTest, TheHookTriggerWritesARowOnlyWhenItsHookColumnsChange) {
   auto rows_written_moving = [&](JobId id, const std::string& state) {
     const std::string final_state = "'" + state + "' IN ('succeeded', 'failed', 'cancelled')";
     const auto before = sqlite3_total_changes64(store().connection().handle());
-    must(store().connection().execute(
-        "UPDATE jobs SET state = '" + state + "', finished_at = CASE WHEN " + final_state +
-        " THEN '2026-03-01T12:00:00.000Z' END, file_id = CASE WHEN '" + state +
-        "' = 'succeeded' THEN 'file-a' END WHERE id = " + std::to_string(id)));
+    must(store().connection().execute("UPDATE jobs SET state = '" + state + "', finished_at = CASE WHEN " +
+                                      final_state + " THEN '2026-03-01T12:00:00.000Z' END, file_id = CASE WHEN '" +
+                                      state + "' = 'succeeded' THEN 'file-a' END WHERE id = " + std::to_string(id)));
     return sqlite3_total_changes64(store().connection().handle()) - before;
   };
   const JobId id = add("/spool/in/a.zip", 1);
